@@ -1,0 +1,189 @@
+"""Base classes shared by the cells: linear recurrences and sequential (traditional) cells.
+
+A **linear recurrent cell** computes `h_t = a_t ⊙ h_{t-1} + b_t` where `a_t` and `b_t` depend on
+`x_t` alone. A subclass only says how to get `(a, b)` from `x` (`coefficients`, and optionally the
+more accurate `log_coefficients`); this base gives it both execution modes:
+
+- `__call__(carry, x) -> (carry, y)`: one step, Flax's cell convention, so `flax.nnx.RNN` and
+  `flax.nnx.Bidirectional` accept the cell;
+- `scan(x, carry=None, *, seq_lengths=None, reverse=False, implementation=None)`: a whole
+  sequence at once through `minrnn.ops.linear_scan`.
+
+The mode is chosen by which method is called, never by the sequence length.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from flax.typing import Dtype
+
+from minrnn.ops import check_sequence, flip_sequences, padding_mask
+from minrnn.ops.linear_scan import linear_scan, log_linear_scan, resolve_implementation
+
+# Paths that run the scan on (log a, log b); the cells hand them their log-space coefficients.
+LOG_SPACE_IMPLEMENTATIONS = ("log", "heinsen")
+
+
+def _check_step_input(x: jax.Array, features: int) -> None:
+  if x.ndim < 1 or x.shape[-1] != features:
+    raise ValueError(
+        f"Step input must have shape (..., {features}), got {tuple(x.shape)}. For a whole "
+        "sequence (batch, time, features) call .scan(x) instead."
+    )
+
+
+class LinearRecurrentCell(nnx.RNNCellBase):
+  """`h_t = a_t ⊙ h_{t-1} + b_t` with `(a_t, b_t)` computed from `x_t` by the subclass.
+
+  Subclasses set `in_features`, `hidden_features`, `dtype`, `implementation` and
+  `initial_state` (through `_init_initial_state`) and implement `coefficients`.
+  """
+
+  in_features: int
+  hidden_features: int
+  dtype: Dtype | None
+  implementation: str | None
+  num_feature_axes = 1
+
+  def _init_initial_state(self, learn_initial_state: bool, param_dtype: Dtype) -> None:
+    # A learned state is stored as a pre-activation and passed through a softplus so that it
+    # stays positive, as the log-space path requires.
+    self.initial_state = (
+        nnx.Param(jnp.zeros((self.hidden_features,), param_dtype)) if learn_initial_state
+        else None
+    )
+
+  def coefficients(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """`(a, b)`, float32 `(..., hidden_features)`, from inputs `x` `(..., in_features)`."""
+    raise NotImplementedError
+
+  def log_coefficients(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """`(log a, log b)`; override with a direct log-space form where one exists."""
+    a, b = self.coefficients(x)
+    return jnp.log(a), jnp.log(b)
+
+  def initialize_carry(self, input_shape: tuple[int, ...], rngs: Any = None) -> jax.Array:
+    """The initial state, float32 `input_shape[:-1] + (hidden_features,)`.
+
+    Zeros, or the learned initial state broadcast over the batch when the cell has one.
+    `rngs` is accepted for Flax's cell interface and not used.
+    """
+    del rngs
+    shape = tuple(input_shape[:-1]) + (self.hidden_features,)
+    if self.initial_state is None:
+      return jnp.zeros(shape, jnp.float32)
+    h0 = jax.nn.softplus(self.initial_state[...].astype(jnp.float32))
+    return jnp.broadcast_to(h0, shape)
+
+  def _output_dtype(self, x: jax.Array) -> Dtype:
+    return self.dtype or x.dtype
+
+  def __call__(self, carry: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """One step. carry: float32 `(..., hidden)`; x: `(..., in_features)`.
+
+    Returns the new carry (float32) and the output `y = h` in the compute dtype.
+    """
+    _check_step_input(x, self.in_features)
+    a, b = self.coefficients(x)
+    h = a * carry.astype(jnp.float32) + b
+    return h, h.astype(self._output_dtype(x))
+
+  def scan(
+      self,
+      x: jax.Array,
+      carry: jax.Array | None = None,
+      *,
+      seq_lengths: jax.Array | None = None,
+      reverse: bool = False,
+      implementation: str | None = None,
+  ) -> tuple[jax.Array, jax.Array]:
+    """A whole sequence in parallel.
+
+    Args:
+      x: `(batch, time, in_features)`.
+      carry: float32 `(batch, hidden_features)` state before the first step (before the last
+        when `reverse`); `initialize_carry` if None.
+      seq_lengths: optional int `(batch,)`: the carry stops at each row's end, padded outputs
+        are zero, and `reverse` runs over each row's valid part only.
+      reverse: process time from the end to the start.
+      implementation: a `minrnn.ops.linear_scan` path; defaults to the cell's, then the
+        platform's.
+
+    Returns:
+      `(carry, y)`: the final float32 state `(batch, hidden_features)` and all states
+      `(batch, time, hidden_features)` in the compute dtype.
+    """
+    check_sequence(x, self.in_features)
+    if carry is None:
+      carry = self.initialize_carry((x.shape[0], self.in_features))
+    implementation = resolve_implementation(implementation or self.implementation)
+    if reverse and seq_lengths is not None:
+      # Reversing within each row keeps the padding at the end, where the mask expects it.
+      carry, y = self.scan(x=flip_sequences(x, seq_lengths), carry=carry,
+                           seq_lengths=seq_lengths, implementation=implementation)
+      return carry, flip_sequences(y, seq_lengths)
+
+    mask = None if seq_lengths is None else padding_mask(seq_lengths, x.shape[1])[..., None]
+    carry = carry.astype(jnp.float32)
+    if implementation in LOG_SPACE_IMPLEMENTATIONS:
+      log_a, log_b = self.log_coefficients(x)
+      # Fold the carry into the first step in linear space: a zero carry has no logarithm.
+      first = -1 if reverse else 0
+      log_b = log_b.at[:, first].set(
+          jnp.log(jnp.exp(log_a[:, first]) * carry + jnp.exp(log_b[:, first])))
+      if mask is not None:
+        log_a = jnp.where(mask, log_a, 0.0)
+        log_b = jnp.where(mask, log_b, -jnp.inf)
+      log_h, _ = log_linear_scan(log_a, log_b, reverse=reverse, implementation=implementation)
+      h = jnp.exp(log_h)
+      h_last = h[:, 0] if reverse else h[:, -1]
+    else:
+      a, b = self.coefficients(x)
+      if mask is not None:
+        a = jnp.where(mask, a, 1.0)
+        b = jnp.where(mask, b, 0.0)
+      h, h_last = linear_scan(a, b, carry, reverse=reverse, implementation=implementation)
+    if mask is not None:
+      h = jnp.where(mask, h, 0.0)
+    return h_last, h.astype(self._output_dtype(x))
+
+
+class SequentialScan:
+  """Adds `scan` to a step-only Flax cell by running its `__call__` with `jax.lax.scan`.
+
+  Same signature and padding semantics as `LinearRecurrentCell.scan`; the only path is
+  `"sequential"`. Used for the traditional GRU and LSTM baselines.
+  """
+
+  def scan(self, x, carry=None, *, seq_lengths=None, reverse=False, implementation=None):
+    """See `LinearRecurrentCell.scan`; the carry may be a pytree (the LSTM's `(c, h)`)."""
+    if implementation not in (None, "sequential"):
+      raise ValueError(
+          f"{type(self).__name__} only runs sequentially; got implementation="
+          f"{implementation!r}. Pass None or 'sequential'."
+      )
+    check_sequence(x, self.in_features)
+    if carry is None:
+      # Flax's cells ask for keys even for their default all-zeros carry.
+      carry = self.initialize_carry((x.shape[0], self.in_features), nnx.Rngs(0))
+    if reverse:
+      x = flip_sequences(x, seq_lengths)
+    mask = (jnp.ones(x.shape[:2], bool) if seq_lengths is None
+            else padding_mask(seq_lengths, x.shape[1]))
+
+    def step(carry, inputs):
+      x_t, valid = inputs
+      new_carry, y = self(carry, x_t)
+      valid = valid[:, None]
+      new_carry = jax.tree.map(lambda n, o: jnp.where(valid, n, o), new_carry, carry)
+      return new_carry, jnp.where(valid, y, 0)
+
+    carry, y = jax.lax.scan(step, carry, (jnp.swapaxes(x, 0, 1), mask.T))
+    y = jnp.swapaxes(y, 0, 1)
+    if reverse:
+      y = flip_sequences(y, seq_lengths)
+    return carry, y
