@@ -1,0 +1,49 @@
+"""Names of recurrent cells, as configs spell them, mapped to the factories that build them.
+
+A factory is called as `factory(in_features, hidden_features, *, rngs, dtype, param_dtype,
+**cell_kwargs)` and returns a cell with minrnn's interface: `__call__(carry, x)` for one step,
+`scan(x, carry, *, implementation)` for a whole sequence and `initialize_carry(input_shape)`.
+Notebooks add their own cells with `register_cell("mycell", MyCell)` and then train them by
+setting `config.model.cell = "mycell"`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from minrnn import cells
+
+CellFactory = Callable[..., Any]
+
+_CELLS: dict[str, CellFactory] = {}
+
+
+def register_cell(name: str, factory: CellFactory, *, overwrite: bool = False) -> None:
+  """Makes `factory` available to configs as `model.cell = name`."""
+  if name in _CELLS and not overwrite:
+    raise ValueError(
+        f"A cell named {name!r} is already registered; pass overwrite=True to replace it."
+    )
+  _CELLS[name] = factory
+
+
+def get_cell(name: str) -> CellFactory:
+  """The factory registered as `name`; a ValueError lists the known names otherwise."""
+  try:
+    return _CELLS[name]
+  except KeyError:
+    raise ValueError(
+        f"Unknown cell {name!r}. Registered cells: {sorted(_CELLS)}. Register a new one with "
+        "minrnn.registry.register_cell(name, factory)."
+    ) from None
+
+
+def cell_names() -> tuple[str, ...]:
+  """The registered cell names, sorted."""
+  return tuple(sorted(_CELLS))
+
+
+register_cell("mingru", cells.MinGRU)
+register_cell("minlstm", cells.MinLSTM)
+register_cell("gru", cells.GRU)
+register_cell("lstm", cells.LSTM)
