@@ -1,0 +1,80 @@
+"""Block shapes of the Pallas linear-scan kernels: the one place that chooses them.
+
+Each program of the kernel owns one batch row and `block_d` features, walks the whole time axis,
+and loads `chunk` time steps per loop iteration (all loads of a chunk are issued before the
+multiply-add chain that consumes them, so many bytes are in flight per program). The values for
+GPUs were tuned on an H100 (see NOTES.md beside this file); off GPU the kernels run in interpret
+mode, where only correctness matters and small blocks keep the tests fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockConfig:
+  """Tiling of one linear-scan kernel launch.
+
+  Attributes:
+    block_d: features per program; a power of two (Triton's tensors need one). Features past
+      `D` in the last block are masked.
+    chunk: time steps loaded per loop iteration; the `T % chunk` remaining steps run unrolled
+      after the loop.
+    num_warps: warps per program.
+    num_stages: Triton's software-pipelining depth for the time loop.
+  """
+
+  block_d: int
+  chunk: int
+  num_warps: int = 1
+  num_stages: int = 1
+
+  def __post_init__(self):
+    if self.block_d < 1 or self.block_d & (self.block_d - 1):
+      raise ValueError(f"block_d must be a positive power of two, got {self.block_d}.")
+    if self.chunk < 1:
+      raise ValueError(f"chunk must be at least 1, got {self.chunk}.")
+    if self.num_warps < 1 or self.num_stages < 1:
+      raise ValueError(
+          f"num_warps and num_stages must be at least 1, got {self.num_warps} and "
+          f"{self.num_stages}."
+      )
+
+
+def _next_power_of_two(n: int) -> int:
+  return 1 << max(0, (n - 1).bit_length())
+
+
+def block_config(
+    batch: int,
+    time: int,
+    features: int,
+    dtype: jnp.dtype,
+    *,
+    backward: bool = False,
+    interpret: bool = False,
+) -> BlockConfig:
+  """Block shapes for a `(batch, time, features)` scan with inputs of `dtype`.
+
+  Args:
+    batch, time, features: the problem's shape.
+    dtype: the dtype of `a` and `b` (float32 or bfloat16).
+    backward: True for the backward kernel, which moves five arrays per step instead of three.
+    interpret: True when the kernel runs in interpret mode (off GPU).
+  """
+  del batch, time, backward
+  if interpret:
+    return BlockConfig(block_d=min(16, _next_power_of_two(features)), chunk=8)
+  # Lanes per program: 32 features per warp, one 4-byte float each.
+  block_d = min(32, _next_power_of_two(features))
+  chunk = 16 if jnp.dtype(dtype).itemsize >= 4 else 32
+  return BlockConfig(block_d=block_d, chunk=chunk, num_warps=1, num_stages=1)
+
+
+def default_interpret() -> bool:
+  """Interpret mode unless JAX's default backend is a GPU."""
+  return jax.default_backend() != "gpu"

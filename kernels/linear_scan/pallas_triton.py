@@ -1,0 +1,283 @@
+"""Pallas (Triton-lowered) kernels for the linear scan `h_t = a_t * h_{t-1} + b_t`, with a custom VJP.
+
+Forward kernel: a grid of `(batch, cdiv(features, block_d))` programs; each owns one batch row and
+`block_d` features and walks the whole time axis with the state in float32 registers. Per loop
+iteration it loads `chunk` time steps of `a` and `b` before running the multiply-add chain over
+them, so that many loads are in flight while the dependent chain runs. It reads `a`, `b` once and
+writes `h` once: the three arrays of the memory floor.
+
+Backward kernel: the same walk in the opposite direction on the output gradient. With `g_t` the
+gradient of the loss with respect to `h_t` through all later states,
+
+  g_t = dh_t + a_{t+1} g_{t+1}   (seeded with the gradient of h_last),
+  db_t = g_t,   da_t = g_t h_{t-1}   (h_{-1} = h0),   dh0 = a_0 g_0,
+
+mirrored in time when `reverse`. It reads `a`, `dh`, `h` and writes `da`, `db`: five arrays.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as plgpu
+
+from kernels.linear_scan import config as config_lib
+
+BlockConfig = config_lib.BlockConfig
+
+_SUPPORTED_DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
+
+
+def _feature_mask(block_d: int, features: int) -> jax.Array | None:
+  """Lanes of this program that hold real features; None when `block_d` divides `features`."""
+  if features % block_d == 0:
+    return None
+  return pl.program_id(1) * block_d + jnp.arange(block_d) < features
+
+
+def _load(ref, mask):
+  if mask is None:
+    return ref[...].astype(jnp.float32)
+  return plgpu.load(ref, mask=mask, other=0.0).astype(jnp.float32)
+
+
+def _store(ref, value, mask):
+  # Cast first: a store must match the ref's dtype.
+  value = value.astype(ref.dtype)
+  if mask is None:
+    ref[...] = value
+  else:
+    plgpu.store(ref, value, mask=mask)
+
+
+def _index(t):
+  # A traced index even for static steps: masked loads in interpret mode reject Python ints.
+  return jnp.asarray(t, jnp.int32)
+
+
+def _chunked(num_steps: int, chunk: int, run_steps, carry):
+  """Runs `run_steps(first, count, carry)` over `num_steps` steps, `chunk` steps at a time."""
+  num_chunks, tail = divmod(num_steps, chunk)
+  if num_chunks:
+    carry = jax.lax.fori_loop(
+        0, num_chunks, lambda c, carry: run_steps(c * chunk, chunk, carry), carry
+    )
+  if tail:
+    carry = run_steps(num_chunks * chunk, tail, carry)
+  return carry
+
+
+def _forward_kernel(a_ref, b_ref, h0_ref, h_ref, h_last_ref, *, features, config, reverse):
+  """One program: refs `a`, `b`, `h` are `(time, block_d)`, `h0`, `h_last` are `(block_d,)`."""
+  time = a_ref.shape[0]
+  mask = _feature_mask(config.block_d, features)
+
+  def time_index(step):
+    return _index(time - 1 - step if reverse else step)
+
+  def run_steps(first, count, h):
+    ts = [time_index(first + i) for i in range(count)]
+    # All loads of the chunk first: they don't depend on h, so they can all be in flight.
+    a = [_load(a_ref.at[t], mask) for t in ts]
+    b = [_load(b_ref.at[t], mask) for t in ts]
+    for t, a_t, b_t in zip(ts, a, b):
+      h = a_t * h + b_t
+      _store(h_ref.at[t], h, mask)
+    return h
+
+  h = _chunked(time, config.chunk, run_steps, _load(h0_ref, mask))
+  _store(h_last_ref, h, mask)
+
+
+def _backward_kernel(
+    a_ref, h_ref, dh_ref, h0_ref, dh_last_ref, da_ref, db_ref, dh0_ref, *, features, config,
+    reverse,
+):
+  """One program of the backward scan; `(time, block_d)` and `(block_d,)` refs as forward."""
+  time = a_ref.shape[0]
+  mask = _feature_mask(config.block_d, features)
+
+  # Walks time against the forward scan; `carry` holds a_{t+1} g_{t+1} in forward order.
+  def time_index(step):
+    return _index(step if reverse else time - 1 - step)
+
+  def previous(t):  # The forward scan's previous step, whose state h_t was built on.
+    return t + 1 if reverse else t - 1
+
+  def run_steps(first, count, carry):
+    ts = [time_index(first + i) for i in range(count)]
+    a = [_load(a_ref.at[t], mask) for t in ts]
+    dh = [_load(dh_ref.at[t], mask) for t in ts]
+    h_prev = [_load(h_ref.at[previous(t)], mask) for t in ts]
+    for t, a_t, dh_t, h_prev_t in zip(ts, a, dh, h_prev):
+      g = dh_t + carry
+      _store(db_ref.at[t], g, mask)
+      _store(da_ref.at[t], g * h_prev_t, mask)
+      carry = a_t * g
+    return carry
+
+  # Every step but the forward scan's first reads its previous state from h; that one reads h0.
+  carry = _chunked(time - 1, config.chunk, run_steps, _load(dh_last_ref, mask))
+  t = time_index(time - 1)
+  g = _load(dh_ref.at[t], mask) + carry
+  _store(db_ref.at[t], g, mask)
+  _store(da_ref.at[t], g * _load(h0_ref, mask), mask)
+  _store(dh0_ref, _load(a_ref.at[t], mask) * g, mask)
+
+
+def _specs(shape, block_d):
+  batch, time, _ = shape
+  del batch
+  sequence = pl.BlockSpec((None, time, block_d), lambda i, j: (i, 0, j))
+  state = pl.BlockSpec((None, block_d), lambda i, j: (i, j))
+  return sequence, state
+
+
+def _call(kernel, name, config, interpret, shape, in_specs, out_specs, out_shape):
+  batch, _, features = shape
+  return pl.pallas_call(
+      kernel,
+      out_shape=out_shape,
+      grid=(batch, pl.cdiv(features, config.block_d)),
+      in_specs=in_specs,
+      out_specs=out_specs,
+      interpret=interpret,
+      compiler_params=plgpu.CompilerParams(
+          num_warps=config.num_warps, num_stages=config.num_stages
+      ),
+      name=name,
+  )
+
+
+def _forward(a, b, h0, reverse, interpret, config):
+  seq, state = _specs(a.shape, config.block_d)
+  kernel = functools.partial(
+      _forward_kernel, features=a.shape[2], config=config, reverse=reverse
+  )
+  return _call(
+      kernel, "linear_scan_forward", config, interpret, a.shape,
+      in_specs=[seq, seq, state], out_specs=[seq, state],
+      out_shape=[
+          jax.ShapeDtypeStruct(a.shape, a.dtype),
+          jax.ShapeDtypeStruct(h0.shape, jnp.float32),
+      ],
+  )(a, b, h0)
+
+
+def _backward(a, h, dh, h0, dh_last, reverse, interpret, config):
+  seq, state = _specs(a.shape, config.block_d)
+  kernel = functools.partial(
+      _backward_kernel, features=a.shape[2], config=config, reverse=reverse
+  )
+  return _call(
+      kernel, "linear_scan_backward", config, interpret, a.shape,
+      in_specs=[seq, seq, seq, state, state], out_specs=[seq, seq, state],
+      out_shape=[
+          jax.ShapeDtypeStruct(a.shape, a.dtype),
+          jax.ShapeDtypeStruct(a.shape, a.dtype),
+          jax.ShapeDtypeStruct(h0.shape, jnp.float32),
+      ],
+  )(a, h, dh, h0, dh_last)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5, 6))
+def _scan(a, b, h0, reverse, interpret, config, backward_config):
+  del backward_config
+  return _forward(a, b, h0, reverse, interpret, config)
+
+
+def _scan_fwd(a, b, h0, reverse, interpret, config, backward_config):
+  del backward_config
+  h, h_last = _forward(a, b, h0, reverse, interpret, config)
+  return (h, h_last), (a, h, h0)
+
+
+def _scan_bwd(reverse, interpret, config, backward_config, residuals, cotangents):
+  del config
+  a, h, h0 = residuals
+  dh, dh_last = cotangents
+  return _backward(
+      a, h, dh.astype(h.dtype), h0, dh_last.astype(jnp.float32), reverse, interpret,
+      backward_config,
+  )
+
+
+_scan.defvjp(_scan_fwd, _scan_bwd)
+
+
+def _check(a, b, h0):
+  for name, x in (("a", a), ("b", b)):
+    if x.ndim != 3:
+      raise ValueError(
+          f"linear_scan: {name} must have shape (batch, time, features), got "
+          f"{tuple(x.shape)}."
+      )
+    if x.dtype not in _SUPPORTED_DTYPES:
+      raise TypeError(
+          f"linear_scan: {name} has dtype {x.dtype}; the Pallas kernel takes float32, bfloat16 "
+          "or float16 inputs (it accumulates in float32). Cast it, e.g. x.astype(jnp.float32)."
+      )
+  if a.shape != b.shape:
+    raise ValueError(
+        f"linear_scan: a and b must have the same shape, got {tuple(a.shape)} and "
+        f"{tuple(b.shape)}."
+    )
+  if a.shape[1] == 0:
+    raise ValueError("linear_scan: the time axis is empty; pass at least one step.")
+  if h0 is not None and tuple(h0.shape) != (a.shape[0], a.shape[2]):
+    raise ValueError(
+        f"linear_scan: h0 must have shape (batch, features) = {(a.shape[0], a.shape[2])}, got "
+        f"{tuple(h0.shape)}."
+    )
+
+
+def linear_scan(
+    a: jax.Array,
+    b: jax.Array,
+    h0: jax.Array | None = None,
+    *,
+    reverse: bool = False,
+    interpret: bool | None = None,
+    config: BlockConfig | None = None,
+    backward_config: BlockConfig | None = None,
+) -> tuple[jax.Array, jax.Array]:
+  """Computes `h_t = a_t * h_{t-1} + b_t` with the Pallas kernels; differentiable.
+
+  Args:
+    a: `(batch, time, features)` decay coefficients: float32, bfloat16 or float16.
+    b: `(batch, time, features)` inputs, same shape as `a`. `a` and `b` are promoted to one
+      dtype; arithmetic and the carried state are float32 whatever it is.
+    h0: optional `(batch, features)` initial state (zeros if None); used in float32.
+    reverse: run from the last step to the first (`h_t = a_t * h_{t+1} + b_t`).
+    interpret: run the kernels in Pallas interpret mode; None means interpret unless JAX's default
+      backend is a GPU.
+    config, backward_config: block shapes of the forward and backward kernels; None picks
+      `config.block_config` for the shape (the tuned defaults).
+
+  Returns:
+    `(h, h_last)`: all states `(batch, time, features)` in the inputs' promoted dtype, and the
+    final state `(batch, features)` in float32 (the state at `t = 0` when `reverse`).
+    Gradients flow to `a`, `b` and `h0`, through both outputs.
+  """
+  a, b = jnp.asarray(a), jnp.asarray(b)
+  _check(a, b, h0)
+  dtype = jnp.result_type(a.dtype, b.dtype)
+  a, b = a.astype(dtype), b.astype(dtype)
+  batch, time, features = a.shape
+  h0 = (
+      jnp.zeros((batch, features), jnp.float32)
+      if h0 is None
+      else jnp.asarray(h0).astype(jnp.float32)
+  )
+  if interpret is None:
+    interpret = config_lib.default_interpret()
+  if config is None:
+    config = config_lib.block_config(batch, time, features, dtype, interpret=interpret)
+  if backward_config is None:
+    backward_config = config_lib.block_config(
+        batch, time, features, dtype, backward=True, interpret=interpret
+    )
+  return _scan(a, b, h0, reverse, interpret, config, backward_config)
