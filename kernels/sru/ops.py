@@ -1,0 +1,157 @@
+"""SRU's elementwise recurrence: input checks, the Pallas kernel's `custom_vjp`, and dispatch.
+
+Execution paths (`implementation=`):
+
+- `"pallas"`: the fused forward/backward kernels of `pallas_triton.py` (GPU; interpreted on other
+  platforms when asked for explicitly, for tests).
+- `"sequential"`: the `jax.lax.scan` reference of `reference.py`, differentiated by JAX.
+
+`implementation=None` picks `"pallas"` on GPU and `"sequential"` elsewhere. The choice is made in
+Python from `jax.default_backend()`, because `lax.platform_dependent` would still lower the
+Pallas kernel for every platform.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from kernels.sru import reference
+from kernels.sru.pallas_triton import KernelConfig, sru_backward, sru_forward
+
+IMPLEMENTATIONS = ("pallas", "sequential")
+
+
+def resolve_implementation(implementation: str | None = None, platform: str | None = None) -> str:
+  """The path `sru_recurrence` would run: `implementation` checked, or the platform default."""
+  if implementation is not None:
+    if implementation not in IMPLEMENTATIONS:
+      raise ValueError(
+          f"Unknown SRU implementation {implementation!r}; choose one of {IMPLEMENTATIONS} or "
+          "None for the platform default.")
+    return implementation
+  platform = platform or jax.default_backend()
+  return "pallas" if platform in ("gpu", "cuda") else "sequential"
+
+
+def _check(u, x, weight_c, bias, c0, seq_lengths):
+  if u.ndim != 5 or u.shape[3] not in (3, 4):
+    raise ValueError(
+        "sru_recurrence: u must have shape (batch, time, directions, k, hidden) with k = 3 "
+        f"(highway input x given) or k = 4 (highway input in u[..., 3, :]); got {u.shape}.")
+  batch, num_steps, directions, k, hidden = u.shape
+  if directions not in (1, 2):
+    raise ValueError(f"sru_recurrence: directions (u.shape[2]) must be 1 or 2, got {directions}.")
+  if (k == 3) != (x is not None):
+    raise ValueError(
+        "sru_recurrence: pass the highway input x exactly when u has k = 3 matrices; got "
+        f"k = {k} and x {'given' if x is not None else 'None'}.")
+  expected = {
+      "x": (x, (batch, num_steps, directions, hidden)),
+      "weight_c": (weight_c, (directions, 2, hidden)),
+      "bias": (bias, (directions, 2, hidden)),
+      "c0": (c0, (batch, directions, hidden)),
+      "seq_lengths": (seq_lengths, (batch,)),
+  }
+  for name, (value, shape) in expected.items():
+    if value is not None and tuple(value.shape) != shape:
+      raise ValueError(
+          f"sru_recurrence: {name} must have shape {shape} to match u {tuple(u.shape)}, got "
+          f"{tuple(value.shape)}.")
+  if seq_lengths is not None and not jnp.issubdtype(seq_lengths.dtype, jnp.integer):
+    raise TypeError(f"sru_recurrence: seq_lengths must be integers, got {seq_lengths.dtype}.")
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7, 8))
+def _pallas(u, x, params, c0, seq_lengths, scale_x, reverse, interpret, config):
+  h, _, c_last = sru_forward(u, x, params, c0, seq_lengths, scale_x=scale_x, reverse=reverse,
+                             save_c=False, interpret=interpret, config=config)
+  return h, c_last
+
+
+def _pallas_fwd(u, x, params, c0, seq_lengths, scale_x, reverse, interpret, config):
+  h, c_all, c_last = sru_forward(u, x, params, c0, seq_lengths, scale_x=scale_x,
+                                 reverse=reverse, save_c=True, interpret=interpret,
+                                 config=config)
+  return (h, c_last), (u, x, params, c0, seq_lengths, c_all)
+
+
+def _pallas_bwd(scale_x, reverse, interpret, config, residuals, cotangents):
+  u, x, params, c0, seq_lengths, c_all = residuals
+  dh, dc_last = cotangents
+  du, dx, dparams, dc0 = sru_backward(
+      u, x, params, c0, seq_lengths, c_all, dh, dc_last, scale_x=scale_x, reverse=reverse,
+      interpret=interpret, config=config)
+  return du, dx, dparams.astype(params.dtype), dc0, None
+
+
+_pallas.defvjp(_pallas_fwd, _pallas_bwd)
+
+
+def sru_recurrence(
+    u: jax.Array,
+    x: jax.Array | None,
+    weight_c: jax.Array,
+    bias: jax.Array,
+    c0: jax.Array | None = None,
+    seq_lengths: jax.Array | None = None,
+    *,
+    scale_x: float = 1.0,
+    reverse: bool = False,
+    implementation: str | None = None,
+    interpret: bool | None = None,
+    config: KernelConfig | None = None,
+) -> tuple[jax.Array, jax.Array]:
+  """SRU's recurrence over a whole sequence, all directions at once.
+
+  Per direction: `f = σ(u1 + v_f⊙c_{t−1} + b_f)`, `r = σ(u2 + v_r⊙c_{t−1} + b_r)`,
+  `c_t = f⊙c_{t−1} + (1−f)⊙u0`, `h_t = r⊙c_t + (1−r)⊙x'` with `x' = scale_x·x` (k = 3) or
+  `x' = u3` (k = 4). Direction 0 runs forward in time, direction 1 backward. Arithmetic and the
+  state are float32 whatever the input dtype.
+
+  Args:
+    u: `(batch, time, directions, k, hidden)` projected inputs `[u0, u1, u2(, u3)]`, float32 or
+      bfloat16. `(batch, time, directions * k * hidden)` from one matmul reshapes to this for
+      free when its columns are ordered (direction, matrix, feature).
+    x: `(batch, time, directions, hidden)` highway input when k = 3, else None.
+    weight_c: `(directions, 2, hidden)`: `v_f`, `v_r`.
+    bias: `(directions, 2, hidden)`: `b_f`, `b_r`.
+    c0: `(batch, directions, hidden)` initial state, float32 (zeros if None).
+    seq_lengths: optional int `(batch,)`: steps `t ≥ seq_lengths[b]` keep the state and output
+      zero, so the backward direction starts at each row's last valid step.
+    scale_x: constant multiplier of `x` (SRU's `rescale`).
+    reverse: run every direction the other way round in time.
+    implementation: `"pallas"`, `"sequential"` or None (platform default).
+    interpret: run the Pallas kernel in interpret mode (default: when not on a GPU).
+    config: Pallas tuning knobs (`KernelConfig()` if None).
+
+  Returns:
+    `(h, c_last)`: `h` `(batch, time, directions, hidden)` in the inputs' dtype and the final
+    state `(batch, directions, hidden)` float32 (for a backward-running direction, the state
+    after its last step, at t = 0).
+  """
+  u = jnp.asarray(u)
+  x = None if x is None else jnp.asarray(x)
+  weight_c, bias = jnp.asarray(weight_c), jnp.asarray(bias)
+  seq_lengths = None if seq_lengths is None else jnp.asarray(seq_lengths)
+  _check(u, x, weight_c, bias, c0, seq_lengths)
+  name = resolve_implementation(implementation)
+  batch, num_steps, directions, _, hidden = u.shape
+  if c0 is None:
+    c0 = jnp.zeros((batch, directions, hidden), jnp.float32)
+  c0 = jnp.asarray(c0).astype(jnp.float32)
+  if name == "sequential":
+    return reference.sru_recurrence(u, x, weight_c, bias, c0, seq_lengths, scale_x=scale_x,
+                                    reverse=reverse)
+  if interpret is None:
+    interpret = jax.default_backend() not in ("gpu", "cuda")
+  if seq_lengths is None:
+    seq_lengths = jnp.full((batch,), num_steps, jnp.int32)
+  if x is not None and x.dtype != u.dtype:
+    x = x.astype(jnp.result_type(u.dtype, x.dtype))
+    u = u.astype(x.dtype)
+  params = jnp.concatenate([weight_c, bias], axis=1).astype(jnp.float32)
+  return _pallas(u, x, params, c0, seq_lengths.astype(jnp.int32), float(scale_x),
+                 bool(reverse), bool(interpret), config or KernelConfig())
