@@ -26,6 +26,9 @@ from minrnn.ops.linear_scan import linear_scan, log_linear_scan, resolve_impleme
 
 # Paths that run the scan on (log a, log b); the cells hand them their log-space coefficients.
 LOG_SPACE_IMPLEMENTATIONS = ("log", "heinsen")
+# Stands in for log(0) at padded steps: exp() of it is exactly 0 and, unlike -inf, it keeps
+# cumulative log-sum-exp gradients finite.
+_LOG_ZERO = -1e30
 
 
 def _check_step_input(x: jax.Array, features: int) -> None:
@@ -137,7 +140,7 @@ class LinearRecurrentCell(nnx.RNNCellBase):
           jnp.log(jnp.exp(log_a[:, first]) * carry + jnp.exp(log_b[:, first])))
       if mask is not None:
         log_a = jnp.where(mask, log_a, 0.0)
-        log_b = jnp.where(mask, log_b, -jnp.inf)
+        log_b = jnp.where(mask, log_b, _LOG_ZERO)
       log_h, _ = log_linear_scan(log_a, log_b, reverse=reverse, implementation=implementation)
       h = jnp.exp(log_h)
       h_last = h[:, 0] if reverse else h[:, -1]
