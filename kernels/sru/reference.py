@@ -26,6 +26,15 @@ def direction_is_reversed(direction: int, reverse: bool) -> bool:
   return (direction == 1) != reverse
 
 
+def sru_step(c, u, x_prime, v_f, v_r, b_f, b_r):
+  """One step of one direction, float32. c, x_prime: `(batch, hidden)`; u: `(batch, 3+, hidden)`;
+  v_f, v_r, b_f, b_r: `(hidden,)`. Returns `(c_t, h_t)`."""
+  f = jax.nn.sigmoid(u[:, 1] + v_f * c + b_f)
+  r = jax.nn.sigmoid(u[:, 2] + v_r * c + b_r)
+  c = u[:, 0] + (c - u[:, 0]) * f
+  return c, x_prime + (c - x_prime) * r
+
+
 def sru_recurrence(
     u: jax.Array,
     x: jax.Array | None,
@@ -73,10 +82,7 @@ def sru_recurrence(
 
     def step(c, inputs, v_f=v_f, v_r=v_r, b_f=b_f, b_r=b_r):
       u_t, xp_t, valid_t = inputs
-      f = jax.nn.sigmoid(u_t[:, 1] + v_f * c + b_f)
-      r = jax.nn.sigmoid(u_t[:, 2] + v_r * c + b_r)
-      c_new = u_t[:, 0] + (c - u_t[:, 0]) * f
-      h = xp_t + (c_new - xp_t) * r
+      c_new, h = sru_step(c, u_t, xp_t, v_f, v_r, b_f, b_r)
       return jnp.where(valid_t, c_new, c), jnp.where(valid_t, h, 0.0)
 
     c_last, h = jax.lax.scan(

@@ -1,0 +1,281 @@
+"""SRU, the Simple Recurrent Unit (Lei et al., 2017, arXiv 1709.02755), and its multi-layer stack.
+
+    [u0, u1, u2(, u3)] = x̂ W                     one matmul for the whole sequence (x̂ = LN(x) or x)
+    f_t = σ(u1_t + v_f ⊙ c_{t−1} + b_f)
+    r_t = σ(u2_t + v_r ⊙ c_{t−1} + b_r)
+    c_t = f_t ⊙ c_{t−1} + (1 − f_t) ⊙ u0_t
+    h_t = r_t ⊙ c_t + (1 − r_t) ⊙ x'_t
+
+The highway input `x'` is the layer's input times `scale_x` when input and output widths match,
+else the fourth projected matrix `u3`. The gates see `c_{t−1}` only elementwise, so the
+recurrence is sequential in time but parallel over batch × features: `kernels.sru` runs it as
+one fused Pallas kernel on GPU (`implementation="pallas"`) or a `jax.lax.scan`
+(`"sequential"`). Options and initialisation follow the official `sru` package (2.6): highway
+bias on `b_r`, `rescale`, layer norm before the projection, bidirectional outputs concatenated
+`[forward, backward]`, and dropout as a per-sequence mask on `r ⊙ (c − x')`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from flax.nnx.nn import initializers
+from flax.typing import Dtype, Initializer
+
+from kernels.sru import reference
+from kernels.sru.ops import resolve_implementation, sru_recurrence
+from minrnn.ops import check_sequence, padding_mask
+
+
+def _default_weight_c_init(key, shape, dtype=jnp.float32):
+  # Var = 1, then the official sqrt(0.5) rescaling of the gate terms.
+  bound = math.sqrt(3.0) * math.sqrt(0.5)
+  return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+
+class SRUCell(nnx.RNNCellBase):
+  """One SRU layer. Inputs `(..., in_features)`, state float32 `(..., directions * hidden)`.
+
+  Args:
+    in_features: input width.
+    hidden_features: state width per direction; outputs are `directions * hidden_features` wide.
+    bidirectional: run a second direction backward in time and concatenate its outputs.
+    layer_norm: layer-normalise the input before the projection (the highway term uses the
+      input as given, as in the official code).
+    highway_bias: initial value of `b_r`; negative values start the layer close to the identity.
+    rescale: multiply the highway input by `sqrt(1 + 2 exp(highway_bias))` (k = 3), or scale the
+      initial `u3` weights by it (k = 4), to keep the output variance near one.
+    dropout: rate of the per-sequence dropout mask on `r ⊙ (c − x')` (active in training mode,
+      `nnx.Module.train()`; off after `.eval()`). In the step path a mask is drawn per call.
+    dtype: compute dtype of the projection and of the outputs (None: from the inputs). The
+      recurrence and the state are float32 whatever it is.
+    param_dtype: parameter dtype.
+    kernel_init: initializer of the `(in_features, directions * k * hidden)` projection, before
+      the official per-matrix rescaling (gates × sqrt(0.5); `u0` × sqrt(1 − dropout); all × 0.1
+      with layer norm; `u3` × scale_x with rescale). Default: uniform with variance 1/in.
+    weight_c_init: initializer of `weight_c` `(directions, 2, hidden)` = `[v_f, v_r]`.
+    implementation: default path of `scan`: `"pallas"`, `"sequential"` or None (platform).
+    rngs: parameter and dropout keys.
+  """
+
+  num_feature_axes = 1
+
+  def __init__(
+      self,
+      in_features: int,
+      hidden_features: int,
+      *,
+      bidirectional: bool = False,
+      layer_norm: bool = False,
+      highway_bias: float = 0.0,
+      rescale: bool = True,
+      dropout: float = 0.0,
+      dtype: Dtype | None = None,
+      param_dtype: Dtype = jnp.float32,
+      kernel_init: Initializer = initializers.variance_scaling(1.0, "fan_in", "uniform"),
+      weight_c_init: Initializer = _default_weight_c_init,
+      implementation: str | None = None,
+      rngs: nnx.Rngs,
+  ):
+    if not 0.0 <= dropout < 1.0:
+      raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
+    if implementation is not None:
+      resolve_implementation(implementation)
+    self.in_features = in_features
+    self.hidden_features = hidden_features
+    self.bidirectional = bidirectional
+    self.directions = 2 if bidirectional else 1
+    self.out_features = self.directions * hidden_features
+    # A fourth matrix projects the highway input when the widths differ.
+    self.num_matrices = 3 if in_features == self.out_features else 4
+    self.highway_bias = highway_bias
+    self.rescale = rescale
+    self.scale_x = math.sqrt(1.0 + 2.0 * math.exp(highway_bias)) if rescale else 1.0
+    self.dtype = dtype
+    self.implementation = implementation
+
+    k, d = self.num_matrices, hidden_features
+    w = kernel_init(rngs.params(), (in_features, self.directions * k * d), param_dtype)
+    scales = [math.sqrt(1.0 - dropout), math.sqrt(0.5), math.sqrt(0.5)]
+    if k == 4:
+      scales.append(self.scale_x)
+    scales = jnp.asarray(scales, param_dtype) * (0.1 if layer_norm else 1.0)
+    w = (w.reshape(in_features, self.directions, k, d) * scales[:, None]).reshape(w.shape)
+    self.kernel = nnx.Param(w)
+    self.weight_c = nnx.Param(weight_c_init(rngs.params(), (self.directions, 2, d), param_dtype))
+    bias = jnp.zeros((self.directions, 2, d), param_dtype).at[:, 1].set(highway_bias)
+    self.bias = nnx.Param(bias)
+    self.layer_norm = (nnx.LayerNorm(in_features, dtype=dtype, param_dtype=param_dtype,
+                                     rngs=rngs) if layer_norm else None)
+    # Broadcast over time: one mask per sequence, as the official variational dropout.
+    self.dropout = nnx.Dropout(dropout, broadcast_dims=(1,), rngs=rngs)
+
+  def _compute_dtype(self, x: jax.Array) -> Dtype:
+    return self.dtype or x.dtype
+
+  def _project(self, x: jax.Array) -> jax.Array:
+    """`(..., in)` -> `(..., directions, k, hidden)` in the compute dtype."""
+    dtype = self._compute_dtype(x)
+    x_hat = self.layer_norm(x) if self.layer_norm is not None else x
+    u = jnp.dot(x_hat.astype(dtype), self.kernel[...].astype(dtype))
+    return u.reshape(x.shape[:-1] + (self.directions, self.num_matrices, self.hidden_features))
+
+  def _highway(self, x: jax.Array, u: jax.Array) -> jax.Array:
+    """`x'` `(..., directions * hidden)` in float32."""
+    if self.num_matrices == 4:
+      return u[..., 3, :].reshape(u.shape[:-3] + (self.out_features,)).astype(jnp.float32)
+    return self.scale_x * x.astype(jnp.float32)
+
+  def _apply_dropout(self, h: jax.Array, x_prime: jax.Array) -> jax.Array:
+    """`x' + mask ⊙ (h − x')` = dropout on `r ⊙ (c − x')`; h, x' `(batch, time, features)`."""
+    if self.dropout.rate == 0.0 or self.dropout.deterministic:
+      return h
+    return x_prime + self.dropout(h.astype(jnp.float32) - x_prime)
+
+  def initialize_carry(self, input_shape: tuple[int, ...], rngs: Any = None) -> jax.Array:
+    """Zeros, float32 `input_shape[:-1] + (directions * hidden_features,)`.
+
+    `rngs` is accepted for Flax's cell interface and not used.
+    """
+    del rngs
+    return jnp.zeros(tuple(input_shape[:-1]) + (self.out_features,), jnp.float32)
+
+  def __call__(self, carry: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """One step (unidirectional cells only). carry: float32 `(batch, hidden)`; x: `(batch, in)`.
+
+    Returns the new carry (float32) and the output `h` `(batch, hidden)` in the compute dtype.
+    """
+    if self.bidirectional:
+      raise ValueError(
+          "A bidirectional SRUCell has no single-step form: its backward direction needs the "
+          "whole sequence. Call .scan(x) on (batch, time, features), or build the cell with "
+          "bidirectional=False.")
+    if x.ndim != 2 or x.shape[-1] != self.in_features:
+      raise ValueError(
+          f"Step input must have shape (batch, {self.in_features}), got {tuple(x.shape)}. For a "
+          "whole sequence (batch, time, features) call .scan(x) instead.")
+    u = self._project(x)[:, 0].astype(jnp.float32)
+    x_prime = self._highway(x, u[:, None])
+    weight_c = self.weight_c[0].astype(jnp.float32)
+    bias = self.bias[0].astype(jnp.float32)
+    carry, h = reference.sru_step(carry.astype(jnp.float32), u, x_prime, weight_c[0],
+                                  weight_c[1], bias[0], bias[1])
+    h = self._apply_dropout(h[:, None], x_prime[:, None])[:, 0]
+    return carry, h.astype(self._compute_dtype(x))
+
+  def scan(
+      self,
+      x: jax.Array,
+      carry: jax.Array | None = None,
+      *,
+      seq_lengths: jax.Array | None = None,
+      reverse: bool = False,
+      implementation: str | None = None,
+  ) -> tuple[jax.Array, jax.Array]:
+    """A whole sequence: one matmul, then the fused recurrence over all directions.
+
+    Args:
+      x: `(batch, time, in_features)`.
+      carry: float32 `(batch, directions * hidden)` state before the first step of each
+        direction (zeros if None).
+      seq_lengths: optional int `(batch,)`: the state stops at each row's end, padded outputs
+        are zero, and backward-running directions start at each row's last valid step.
+      reverse: run every direction the other way round in time.
+      implementation: `"pallas"`, `"sequential"`, or None (the cell's, then the platform's).
+
+    Returns:
+      `(carry, y)`: the final float32 state `(batch, directions * hidden)` (a backward
+      direction's state after t = 0) and outputs `(batch, time, directions * hidden)` in the
+      compute dtype, directions concatenated `[forward, backward]`.
+    """
+    check_sequence(x, self.in_features)
+    batch, num_steps, _ = x.shape
+    if carry is None:
+      carry = self.initialize_carry((batch, self.in_features))
+    if tuple(carry.shape) != (batch, self.out_features):
+      raise ValueError(
+          f"carry must have shape (batch, directions * hidden) = {(batch, self.out_features)}, "
+          f"got {tuple(carry.shape)}.")
+    dtype = self._compute_dtype(x)
+    u = self._project(x)
+    x_seq = None
+    if self.num_matrices == 3:
+      x_seq = x.astype(dtype).reshape(batch, num_steps, self.directions, self.hidden_features)
+    h, c_last = sru_recurrence(
+        u, x_seq, self.weight_c[...], self.bias[...],
+        carry.reshape(batch, self.directions, self.hidden_features), seq_lengths,
+        scale_x=self.scale_x, reverse=reverse,
+        implementation=implementation or self.implementation)
+    h = h.reshape(batch, num_steps, self.out_features)
+    if self.dropout.rate > 0.0 and not self.dropout.deterministic:
+      h = self._apply_dropout(h, self._highway(x, u))
+      if seq_lengths is not None:
+        h = jnp.where(padding_mask(seq_lengths, num_steps)[..., None], h, 0.0)
+    return c_last.reshape(batch, self.out_features), h.astype(dtype)
+
+
+class SRU(nnx.Module):
+  """A stack of SRU layers, like the official `sru.SRU(input_size, hidden_size, num_layers)`.
+
+  Batch-major: `__call__(x (batch, time, input_size), c0=None, seq_lengths=None)` returns
+  `(h, c)`: `h` `(batch, time, directions * hidden_size)` from the last layer and `c` float32
+  `(num_layers, batch, directions * hidden_size)`, each layer's final state. `dropout` is applied
+  inside every layer but the last (the official placement, between layers). Other arguments are
+  `SRUCell`'s; `rescale` defaults to False as in the official stack.
+  """
+
+  def __init__(
+      self,
+      input_size: int,
+      hidden_size: int,
+      num_layers: int = 2,
+      *,
+      dropout: float = 0.0,
+      bidirectional: bool = False,
+      layer_norm: bool = False,
+      highway_bias: float = 0.0,
+      rescale: bool = False,
+      dtype: Dtype | None = None,
+      param_dtype: Dtype = jnp.float32,
+      implementation: str | None = None,
+      rngs: nnx.Rngs,
+  ):
+    if num_layers < 1:
+      raise ValueError(f"num_layers must be at least 1, got {num_layers}.")
+    self.input_size = input_size
+    self.hidden_size = hidden_size
+    self.num_layers = num_layers
+    self.out_features = (2 if bidirectional else 1) * hidden_size
+    self.layers = nnx.List([
+        SRUCell(input_size if i == 0 else self.out_features, hidden_size,
+                bidirectional=bidirectional, layer_norm=layer_norm, highway_bias=highway_bias,
+                rescale=rescale, dropout=dropout if i + 1 < num_layers else 0.0, dtype=dtype,
+                param_dtype=param_dtype, implementation=implementation, rngs=rngs)
+        for i in range(num_layers)
+    ])
+
+  def __call__(
+      self,
+      x: jax.Array,
+      c0: jax.Array | None = None,
+      seq_lengths: jax.Array | None = None,
+      *,
+      implementation: str | None = None,
+  ) -> tuple[jax.Array, jax.Array]:
+    """Runs every layer over the whole sequence; see the class docstring for shapes."""
+    check_sequence(x, self.input_size)
+    expected = (self.num_layers, x.shape[0], self.out_features)
+    if c0 is not None and tuple(c0.shape) != expected:
+      raise ValueError(
+          f"c0 must have shape (num_layers, batch, directions * hidden_size) = {expected}, got "
+          f"{tuple(c0.shape)}.")
+    finals = []
+    for i, layer in enumerate(self.layers):
+      c, x = layer.scan(x, None if c0 is None else c0[i], seq_lengths=seq_lengths,
+                        implementation=implementation)
+      finals.append(c)
+    return x, jnp.stack(finals)
