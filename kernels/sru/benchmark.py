@@ -43,7 +43,6 @@ SUITE = "sru"
 SWEEP = (
     KernelConfig(32, 8, 1), KernelConfig(32, 16, 1), KernelConfig(32, 32, 1),
     KernelConfig(64, 16, 2), KernelConfig(64, 16, 1), KernelConfig(16, 16, 1),
-    KernelConfig(128, 16, 4),
 )
 # Arrays of B·T·D moved once (see the module docstring).
 FLOOR_ARRAYS = {("sru recurrence", "fwd"): 5, ("sru recurrence", "fwd+bwd"): 16,
