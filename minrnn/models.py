@@ -97,7 +97,10 @@ class LanguageModel(nnx.Module):
     return self._logits(x), new_state
 
   def step(self, state: ModelState, tokens: jax.Array) -> tuple[ModelState, jax.Array]:
-    """Step mode: tokens int `(batch,)`. Returns `(state, logits)`, logits float32 `(batch, vocab)`."""
+    """Step mode: tokens int `(batch,)`.
+
+    Returns `(state, logits)`: the state after the tokens, logits float32 `(batch, vocab_size)`.
+    """
     self._check_tokens(tokens, 1, "(batch,)")
     x = self.embed(tokens)
     new_state = []

@@ -1,0 +1,92 @@
+"""Prints text sampled from a trained run.
+
+    python -m minrnn.sample --workdir runs/shakespeare --prompt "ROMEO:" \
+        [--length 500 --temperature 0.8 --top_k 40 --seed 0 --checkpoint best]
+
+The run's `config.json` rebuilds the model and its task's vocabulary; the parameters come from
+the best checkpoint (lowest evaluation loss), or the latest with `--checkpoint latest`. The
+prompt runs through the model in parallel mode, the continuation in step mode.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from typing import Any
+
+import jax
+import ml_collections
+
+from minrnn import train as train_lib
+from minrnn.checkpointing import Checkpoints
+from minrnn.data import Task, make_task
+from minrnn.generation import make_generator
+from minrnn.models import LanguageModel
+
+
+def load_run(workdir: str | pathlib.Path,
+             checkpoint: str = "best") -> tuple[LanguageModel, Task, int]:
+  """`(model, task, step)` of the run in `workdir`, from its `best` or `latest` checkpoint."""
+  workdir = pathlib.Path(workdir)
+  config_path = workdir / train_lib.CONFIG_FILE
+  if not config_path.exists():
+    raise FileNotFoundError(
+        f"{config_path} not found: {workdir} is not a training run's workdir. Train one with "
+        f"`python -m minrnn.train --config ... --workdir {workdir}`.")
+  config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
+  if checkpoint not in ("best", "latest"):
+    raise ValueError(f"checkpoint must be 'best' or 'latest', got {checkpoint!r}.")
+  directory = workdir / (train_lib.BEST_DIR if checkpoint == "best"
+                         else train_lib.CHECKPOINT_DIR)
+  task = make_task(config.data, config.seed)
+  state = train_lib.create_state(config, task.vocab_size)
+  checkpoints = Checkpoints(directory, keep=max(config.train.keep_checkpoints, 1))
+  try:
+    step = checkpoints.latest_step()
+    if step is None:
+      raise FileNotFoundError(
+          f"No checkpoint in {directory}. The run saves one at its first evaluation "
+          "(best) or checkpoint (latest); try the other with --checkpoint.")
+    tree, _ = checkpoints.restore(step, state.checkpoint_tree())
+  finally:
+    checkpoints.close()
+  state.params = tree["params"]
+  return state.model(), task, step
+
+
+def sample(workdir: str | pathlib.Path, prompt: str, *, length: int = 500,
+           temperature: float = 0.8, top_k: int | None = None, seed: int = 0,
+           checkpoint: str = "best") -> str:
+  """The prompt followed by `length` sampled characters."""
+  model, task, _ = load_run(workdir, checkpoint)
+  if not hasattr(task, "encode"):
+    raise ValueError(f"The {task.name} task has no text vocabulary to sample from.")
+  if not prompt:
+    raise ValueError("The prompt is empty; give at least one character, e.g. --prompt=$'\\n'.")
+  generator = make_generator(model, length=length, temperature=temperature, top_k=top_k)
+  tokens = generator(task.encode(prompt)[None], jax.random.key(seed))
+  return prompt + task.decode(jax.device_get(tokens)[0])
+
+
+def main(argv: Any) -> None:
+  del argv
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+  print(sample(_WORKDIR.value, _PROMPT.value, length=_LENGTH.value,
+               temperature=_TEMPERATURE.value, top_k=_TOP_K.value, seed=_SEED.value,
+               checkpoint=_CHECKPOINT.value))
+
+
+if __name__ == "__main__":
+  from absl import app, flags, logging
+
+  _WORKDIR = flags.DEFINE_string("workdir", None, "A training run's workdir.", required=True)
+  _PROMPT = flags.DEFINE_string("prompt", "\n", "Text to continue.")
+  _LENGTH = flags.DEFINE_integer("length", 500, "Characters to generate.", lower_bound=1)
+  _TEMPERATURE = flags.DEFINE_float("temperature", 0.8, "Sampling temperature; 0 is greedy.",
+                                    lower_bound=0.0)
+  _TOP_K = flags.DEFINE_integer("top_k", None, "Sample among the k most likely characters.")
+  _SEED = flags.DEFINE_integer("seed", 0, "Sampling seed; the same seed gives the same text.")
+  _CHECKPOINT = flags.DEFINE_enum("checkpoint", "best", ["best", "latest"],
+                                  "Which checkpoint to load.")
+  app.run(main)

@@ -1,0 +1,285 @@
+"""Trains a language model from a config file; resumes automatically from its workdir.
+
+    python -m minrnn.train --config configs/shakespeare/mingru.py --workdir runs/shakespeare \
+        [--config.train.num_steps=1000 ...]
+
+A `:variant` after the config path picks a variant the file defines, e.g.
+`configs/shakespeare/mingru.py:cpu`. From Python: `minrnn.train.train(config, workdir)`.
+
+The workdir receives: `config.json` (the resolved config), `metrics.jsonl` and `tensorboard/`
+(training and evaluation metrics), `checkpoints/` (the last few) and `best/` (lowest
+evaluation loss), `final_eval.json` and `loss_curve.png`. Batches and dropout keys are pure
+functions of `(seed, step)`, so a run that is stopped and resumed computes exactly the losses of
+one that never stopped. `train.stop_at_step` stops early on purpose (to split a long run into
+chunks that fit a time limit); the learning-rate schedule still follows `train.num_steps`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import pathlib
+import platform
+import time
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+from tqdm.auto import tqdm
+
+from minrnn.checkpointing import Checkpoints
+from minrnn.data import Batch, Task, make_task
+from minrnn.metrics import METRICS_FILE, MetricsWriter, read_metrics
+from minrnn.models import LanguageModel, build_model
+from minrnn.optimizer import make_optimizer
+from minrnn.plots import plot_loss_curve
+
+CONFIG_FILE = "config.json"
+FINAL_EVAL_FILE = "final_eval.json"
+LOSS_CURVE_FILE = "loss_curve.png"
+CHECKPOINT_DIR = "checkpoints"
+BEST_DIR = "best"
+
+
+@dataclasses.dataclass
+class TrainState:
+  """Everything a run needs besides its config. `params` and `opt_state` are checkpointed;
+  `graphdef` and `rest` (non-parameter model state) are rebuilt from the config."""
+
+  graphdef: Any
+  rest: Any
+  params: Any
+  opt_state: Any
+  tx: optax.GradientTransformation
+  schedule: optax.Schedule
+
+  def model(self) -> LanguageModel:
+    return nnx.merge(self.graphdef, self.params, self.rest)
+
+  def checkpoint_tree(self) -> dict[str, Any]:
+    return {"params": self.params, "opt_state": self.opt_state}
+
+
+def create_state(config: Any, vocab_size: int) -> TrainState:
+  """A freshly initialised model and optimizer state for `config`."""
+  model = build_model(config.model, vocab_size, config.seed)
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  tx, schedule = make_optimizer(config.train)
+  return TrainState(graphdef, rest, params, tx.init(params), tx, schedule)
+
+
+def weighted_cross_entropy(logits: jax.Array, targets: jax.Array,
+                           weights: jax.Array) -> jax.Array:
+  """Mean cross-entropy (nats) over positions with weight > 0. logits float32 `(B, T, V)`."""
+  losses = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+  return jnp.sum(losses * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+
+
+def make_train_step(state: TrainState):
+  """A jitted `(params, opt_state, batch, dropout_key) -> (params, opt_state, metrics)`."""
+  graphdef, rest, tx = state.graphdef, state.rest, state.tx
+
+  @functools.partial(jax.jit, donate_argnums=(0, 1))
+  def train_step(params, opt_state, batch, dropout_key):
+    def loss_fn(params):
+      model = nnx.merge(graphdef, params, rest)
+      logits, _ = model(batch["inputs"], rngs=nnx.Rngs(dropout=dropout_key))
+      return weighted_cross_entropy(logits, batch["targets"], batch["weights"])
+
+    loss, grads = jax.value_and_grad(loss_fn)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
+    return params, opt_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
+
+  return train_step
+
+
+def make_eval_step(state: TrainState):
+  """A jitted `(params, batch) -> sums` of loss, weights and correct predictions."""
+  graphdef, rest = state.graphdef, state.rest
+
+  @jax.jit
+  def eval_step(params, batch):
+    model = nnx.merge(graphdef, params, rest)
+    logits, _ = model(batch["inputs"])
+    weights = batch["weights"]
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["targets"])
+    correct = jnp.argmax(logits, -1) == batch["targets"]
+    scored_rows = jnp.any(weights > 0, axis=1)
+    return {
+        "loss": jnp.sum(losses * weights),
+        "weight": jnp.sum(weights),
+        "correct": jnp.sum(correct * weights),
+        # A row is right when every scored position is (the selective-copy success metric).
+        "rows_correct": jnp.sum(jnp.all(correct | (weights == 0), axis=1) & scored_rows),
+        "rows": jnp.sum(scored_rows),
+    }
+
+  return eval_step
+
+
+def evaluate(eval_step, params, task: Task) -> dict[str, float]:
+  """Metrics over the task's whole evaluation set.
+
+  Returns loss (nats per scored token), bits_per_token, accuracy (scored tokens predicted
+  right) and sequence_accuracy (rows with every scored token right).
+  """
+  totals = None
+  for batch in task.eval_batches():
+    sums = eval_step(params, batch)
+    totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+  if totals is None:
+    raise ValueError(f"The {task.name} task has no evaluation batches; check data.eval_batches.")
+  totals = {k: float(v) for k, v in jax.device_get(totals).items()}
+  loss = totals["loss"] / totals["weight"]
+  return {
+      "loss": loss,
+      "bits_per_token": loss / math.log(2),
+      "accuracy": totals["correct"] / totals["weight"],
+      "sequence_accuracy": totals["rows_correct"] / max(totals["rows"], 1.0),
+  }
+
+
+def _environment() -> dict[str, str]:
+  device = jax.devices()[0]
+  return {"jax": jax.__version__, "flax": flax.__version__, "backend": jax.default_backend(),
+          "device": getattr(device, "device_kind", str(device)),
+          "python": platform.python_version()}
+
+
+def _config_to_json(config: Any) -> str:
+  if hasattr(config, "to_json_best_effort"):
+    return config.to_json_best_effort(indent=2, sort_keys=True)
+  return json.dumps(config, indent=2, sort_keys=True, default=str)
+
+
+def _device_batch(batch: Batch) -> dict[str, jax.Array]:
+  return {k: jnp.asarray(v) for k, v in batch.items()}
+
+
+def train(config: Any, workdir: str | pathlib.Path) -> dict[str, Any]:
+  """Trains (or resumes) the run described by `config` in `workdir`.
+
+  Args:
+    config: an `ml_collections.ConfigDict` laid out like the files in `configs/`.
+    workdir: the run's directory; created if missing, resumed from if it holds checkpoints.
+
+  Returns:
+    The final evaluation: `{"step", "completed", "eval": {...}, "best_eval_loss", ...}`, also
+    written to `workdir/final_eval.json`.
+  """
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  (workdir / CONFIG_FILE).write_text(_config_to_json(config))
+  tc = config.train
+  stop = tc.num_steps if tc.stop_at_step is None else min(tc.stop_at_step, tc.num_steps)
+
+  task = make_task(config.data, config.seed)
+  state = create_state(config, task.vocab_size)
+  checkpoints = Checkpoints(workdir / CHECKPOINT_DIR, keep=tc.keep_checkpoints)
+  best = Checkpoints(workdir / BEST_DIR, keep=1)
+  start, best_loss = 0, math.inf
+  if checkpoints.latest_step() is not None:
+    tree, meta = checkpoints.restore(checkpoints.latest_step(), state.checkpoint_tree())
+    state.params, state.opt_state = tree["params"], tree["opt_state"]
+    start, best_loss = meta["step"], meta["best_eval_loss"]
+    print(f"Resuming from step {start} ({checkpoints.directory}).")
+
+  writer = MetricsWriter(workdir, tensorboard=tc.tensorboard, resume_step=start)
+  train_step, eval_step = make_train_step(state), make_eval_step(state)
+  dropout_root = jax.random.key(config.seed)
+
+  def save(step: int) -> None:
+    checkpoints.save(step, state.checkpoint_tree(), {"step": step, "best_eval_loss": best_loss})
+
+  progress = tqdm(total=tc.num_steps, initial=start, disable=not tc.progress_bar,
+                  unit="step", dynamic_ncols=True)
+  tokens_since, time_since = 0, time.perf_counter()
+  try:
+    for step in range(start, stop):
+      batch = task.train_batch(step)
+      state.params, state.opt_state, metrics = train_step(
+          state.params, state.opt_state, _device_batch(batch),
+          jax.random.fold_in(dropout_root, step))
+      done = step + 1
+      tokens_since += batch["inputs"].size
+      progress.update(1)
+      if done % tc.log_every == 0 or done == stop:
+        metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        now = time.perf_counter()
+        metrics["tokens_per_sec"] = tokens_since / (now - time_since)
+        metrics["learning_rate"] = float(state.schedule(step))
+        tokens_since, time_since = 0, now
+        writer.write(done, "train", metrics)
+        progress.set_postfix(loss=f"{metrics['loss']:.4f}",
+                             tok_s=f"{metrics['tokens_per_sec']:.3g}")
+      if done % tc.eval_every == 0 or done == tc.num_steps:
+        eval_metrics = evaluate(eval_step, state.params, task)
+        writer.write(done, "eval", eval_metrics)
+        if eval_metrics["loss"] < best_loss:
+          best_loss = eval_metrics["loss"]
+          best.save(done, state.checkpoint_tree(),
+                    {"step": done, "best_eval_loss": best_loss, "eval": eval_metrics})
+        # Time spent evaluating is not training throughput.
+        time_since = time.perf_counter()
+      if done % tc.checkpoint_every == 0 or done == stop:
+        save(done)
+  finally:
+    progress.close()
+    writer.close()
+    checkpoints.close()
+    best.close()
+
+  final_step = max(start, stop)
+  result = {
+      "step": final_step,
+      "completed": final_step >= tc.num_steps,
+      "eval": evaluate(eval_step, state.params, task),
+      "best_eval_loss": best_loss,
+      "task": task.name,
+      "cell": config.model.cell,
+      "environment": _environment(),
+  }
+  (workdir / FINAL_EVAL_FILE).write_text(json.dumps(result, indent=2))
+  plot_loss_curve(read_metrics(workdir / METRICS_FILE), workdir / LOSS_CURVE_FILE,
+                  title=f"{task.name} / {config.model.cell}")
+  return result
+
+
+def _summary(result: dict[str, Any], workdir: pathlib.Path) -> str:
+  ev = result["eval"]
+  state = "finished" if result["completed"] else "stopped early (resume by running again)"
+  return (
+      f"Step {result['step']} ({state}): eval loss {ev['loss']:.4f} nats "
+      f"({ev['bits_per_token']:.3f} bits/token), accuracy {ev['accuracy']:.4f}, "
+      f"sequence accuracy {ev['sequence_accuracy']:.4f}.\n"
+      f"Outputs in {workdir.resolve()}: {CONFIG_FILE}, {METRICS_FILE}, tensorboard/, "
+      f"{CHECKPOINT_DIR}/, {BEST_DIR}/, {FINAL_EVAL_FILE}, {LOSS_CURVE_FILE}."
+  )
+
+
+def main(argv):
+  del argv
+  # Orbax logs every save at INFO; keep the console to the progress bar unless asked.
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+  workdir = pathlib.Path(_WORKDIR.value)
+  result = train(_CONFIG.value, workdir)
+  print(_summary(result, workdir))
+
+
+if __name__ == "__main__":
+  from absl import app, flags, logging
+  from ml_collections import config_flags
+
+  _CONFIG = config_flags.DEFINE_config_file(
+      "config", None, "Config file, configs/<task>/<model>.py[:variant].", lock_config=True)
+  _WORKDIR = flags.DEFINE_string(
+      "workdir", None, "Run directory for checkpoints, metrics and plots; resumed if it exists.")
+  flags.mark_flags_as_required(["config", "workdir"])
+  app.run(main)

@@ -1,0 +1,113 @@
+"""Blocks and the language model: causality, step mode == parallel mode, the cell registry."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from minrnn import cells, registry
+from minrnn.blocks import CausalConv
+from minrnn.models import LanguageModel
+
+VOCAB, BATCH, TIME = 11, 2, 9
+
+
+def _model(cell="mingru", **kwargs):
+  settings = dict(features=16, num_layers=2, cell=cell, conv_kernel_size=3, mlp_expansion=2,
+                  rngs=nnx.Rngs(0))
+  settings.update(kwargs)
+  return LanguageModel(VOCAB, **settings)
+
+
+def _tokens(seed=0):
+  return jnp.asarray(np.random.default_rng(seed).integers(0, VOCAB, (BATCH, TIME)), jnp.int32)
+
+
+def test_causal_conv_never_looks_ahead():
+  conv = CausalConv(4, 3, rngs=nnx.Rngs(0))
+  x = jax.random.normal(jax.random.key(1), (BATCH, TIME, 4))
+  window = conv.initial_window(BATCH, jnp.float32)
+  y, _ = conv(x, window)
+  y_changed, _ = conv(x.at[:, 5].add(10.0), window)
+  np.testing.assert_array_equal(y[:, :5], y_changed[:, :5])
+  assert not np.allclose(y[:, 5], y_changed[:, 5])
+
+
+@pytest.mark.parametrize("cell", ["mingru", "lstm"])
+def test_model_is_causal(cell):
+  model = _model(cell)
+  tokens = _tokens()
+  logits, _ = model(tokens)
+  changed, _ = model(tokens.at[:, 6].set((tokens[:, 6] + 1) % VOCAB))
+  np.testing.assert_array_equal(logits[:, :6], changed[:, :6])
+  assert not np.allclose(logits[:, 6:], changed[:, 6:])
+
+
+@pytest.mark.parametrize("cell", ["mingru", "minlstm", "gru", "lstm"])
+def test_step_decoding_reproduces_parallel_logits(cell):
+  model = _model(cell)
+  tokens = _tokens()
+  logits, final_state = model(tokens)
+  state = model.initialize_state(BATCH)
+  stepped = []
+  for t in range(TIME):
+    state, step_logits = model.step(state, tokens[:, t])
+    stepped.append(step_logits)
+  np.testing.assert_allclose(jnp.stack(stepped, 1), logits, rtol=1e-5, atol=1e-5)
+  for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(final_state)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_parallel_prompt_then_steps_continue_the_sequence():
+  model = _model("mingru", conv_kernel_size=4)
+  tokens = _tokens(1)
+  logits, _ = model(tokens)
+  prefix_logits, state = model(tokens[:, :5])
+  np.testing.assert_allclose(prefix_logits, logits[:, :5], rtol=1e-5, atol=1e-5)
+  for t in range(5, TIME):
+    state, step_logits = model.step(state, tokens[:, t])
+    np.testing.assert_allclose(step_logits, logits[:, t], rtol=1e-5, atol=1e-5)
+  rest_logits, _ = model(tokens[:, 5:], model(tokens[:, :5])[1])
+  np.testing.assert_allclose(rest_logits, logits[:, 5:], rtol=1e-5, atol=1e-5)
+
+
+def test_dropout_only_with_rngs_and_untied_head():
+  model = _model("mingru", dropout=0.5, tie_embeddings=False, num_layers=1)
+  tokens = _tokens()
+  a, _ = model(tokens)
+  b, _ = model(tokens)
+  np.testing.assert_array_equal(a, b)
+  c, _ = model(tokens, rngs=nnx.Rngs(dropout=0))
+  assert not np.allclose(a, c)
+  assert model.head is not None and a.dtype == jnp.float32
+
+
+def test_bfloat16_compute_keeps_float32_logits_and_carries():
+  model = _model("mingru", dtype=jnp.bfloat16, num_layers=1)
+  logits, state = model(_tokens())
+  assert logits.dtype == jnp.float32
+  assert state[0]["cell"].dtype == jnp.float32 and state[0]["conv"].dtype == jnp.bfloat16
+  assert np.all(np.isfinite(logits))
+
+
+def test_registry_names_cells_and_accepts_new_ones():
+  assert {"mingru", "minlstm", "gru", "lstm"} <= set(registry.cell_names())
+  with pytest.raises(ValueError, match="Unknown cell 'mingru2'.*register_cell"):
+    _model("mingru2")
+  with pytest.raises(ValueError, match="already registered"):
+    registry.register_cell("mingru", cells.MinGRU)
+  registry.register_cell(
+      "test_minlstm_unnormalized",
+      lambda i, h, **kw: cells.MinLSTM(i, h, normalize=False, **kw), overwrite=True)
+  model = _model("test_minlstm_unnormalized", num_layers=1)
+  assert isinstance(model.blocks[0].cell, cells.MinLSTM)
+  assert model(_tokens())[0].shape == (BATCH, TIME, VOCAB)
+
+
+def test_bad_tokens_give_clear_errors():
+  model = _model(num_layers=1)
+  with pytest.raises(ValueError, match=r"integer ids of shape \(batch, time\)"):
+    model(jnp.zeros((BATCH, TIME, 3), jnp.int32))
+  with pytest.raises(ValueError, match=r"\(batch,\)"):
+    model.step(model.initialize_state(BATCH), jnp.zeros((BATCH, 1), jnp.int32))

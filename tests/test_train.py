@@ -1,0 +1,153 @@
+"""The training loop: loss falls, exact resumption, checkpoints, outputs, command-line config."""
+
+import importlib.util
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import jax
+import pytest
+
+from minrnn import train as train_lib
+from minrnn.checkpointing import CheckpointError
+from minrnn.metrics import read_metrics, series
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def load_config(path: str, variant: str | None = None):
+  spec = importlib.util.spec_from_file_location("config_under_test", REPO / path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config() if variant is None else module.get_config(variant)
+
+
+def tiny_copy_config(num_steps=6):
+  """Selective copying small enough to compile and run in seconds."""
+  config = load_config("configs/selective_copy/mingru.py", "cpu")
+  config.data.batch_size = 8
+  config.data.seq_len = 12
+  config.data.num_tokens = 2
+  config.data.eval_batches = 1
+  config.model.features = 16
+  config.model.num_layers = 1
+  config.model.mlp_expansion = 2
+  config.model.dropout = 0.1  # Dropout keys must also be reproduced on resume.
+  config.train.num_steps = num_steps
+  config.train.warmup_steps = 1
+  config.train.log_every = 1
+  config.train.eval_every = 3
+  config.train.checkpoint_every = 100
+  config.train.progress_bar = False
+  config.train.tensorboard = False
+  return config
+
+
+def tiny_shakespeare_config(num_steps):
+  config = load_config("configs/shakespeare/mingru.py", "cpu")
+  config.data.batch_size = 16
+  config.data.seq_len = 32
+  config.data.eval_batches = 2
+  config.data.download = False
+  config.model.features = 32
+  config.model.num_layers = 1
+  config.model.mlp_expansion = 2
+  config.train.num_steps = num_steps
+  config.train.warmup_steps = 5
+  config.train.learning_rate = 1e-2
+  config.train.log_every = 10
+  config.train.eval_every = num_steps // 2
+  config.train.progress_bar = False
+  return config
+
+
+def _train_losses(workdir):
+  return series(read_metrics(pathlib.Path(workdir) / "metrics.jsonl"), "train", "loss")
+
+
+def test_loss_falls_and_outputs_are_written(tmp_path):
+  config = tiny_shakespeare_config(num_steps=100)
+  result = train_lib.train(config, tmp_path)
+  steps, losses = _train_losses(tmp_path)
+  assert steps == list(range(10, 101, 10))
+  assert losses[-1] < 0.75 * losses[0]
+  assert result["completed"] and result["step"] == 100
+  assert result["eval"]["loss"] == pytest.approx(result["best_eval_loss"], rel=1e-6)
+  for name in ("config.json", "final_eval.json", "loss_curve.png"):
+    assert (tmp_path / name).stat().st_size > 0
+  assert json.loads((tmp_path / "config.json").read_text())["train"]["num_steps"] == 100
+  assert json.loads((tmp_path / "final_eval.json").read_text())["step"] == 100
+  assert any((tmp_path / "tensorboard").iterdir())
+  assert sorted(p.name for p in (tmp_path / "best").iterdir()) == ["100"]
+
+
+def test_resumed_run_reproduces_an_uninterrupted_one(tmp_path):
+  config = tiny_copy_config()
+  train_lib.train(config, tmp_path / "straight")
+
+  config.train.stop_at_step = 3
+  stopped = train_lib.train(config, tmp_path / "resumed")
+  assert stopped["step"] == 3 and not stopped["completed"]
+  assert not (tmp_path / "resumed" / "checkpoints" / "6").exists()
+  config.train.stop_at_step = None
+  resumed = train_lib.train(config, tmp_path / "resumed")
+
+  assert _train_losses(tmp_path / "resumed") == _train_losses(tmp_path / "straight")
+  assert _train_losses(tmp_path / "resumed")[0] == list(range(1, 7))
+  straight = json.loads((tmp_path / "straight" / "final_eval.json").read_text())
+  assert resumed["eval"] == straight["eval"]
+
+
+def test_corrupt_checkpoint_is_a_clear_error_and_loses_nothing(tmp_path):
+  config = tiny_copy_config(num_steps=2)
+  train_lib.train(config, tmp_path)
+  state_dir = tmp_path / "checkpoints" / "2" / "state"
+  files = [p for p in state_dir.rglob("*") if p.is_file()]
+  for path in files:
+    path.write_bytes(b"not a checkpoint")
+  metrics = (tmp_path / "metrics.jsonl").read_text()
+  config.train.num_steps = 4
+  with pytest.raises(CheckpointError, match=r"(?s)checkpoints/2.*Nothing was deleted"):
+    train_lib.train(config, tmp_path)
+  assert all(path.read_bytes() == b"not a checkpoint" for path in files)
+  assert (tmp_path / "metrics.jsonl").read_text() == metrics
+
+
+def cli_env():
+  """The environment for a `python -m minrnn...` child: CPU, and the suite's persistent
+  compilation cache (set up in conftest.py)."""
+  return dict(os.environ, JAX_PLATFORMS="cpu",
+              JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir,
+              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.2",
+              JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+
+
+def _run_train_cli(*args, cwd):
+  return subprocess.run([sys.executable, "-m", "minrnn.train", *args], cwd=cwd, env=cli_env(),
+                        capture_output=True, text=True, timeout=300)
+
+
+TINY_OVERRIDES = ("--config.data.seq_len=12", "--config.data.num_tokens=2",
+                  "--config.data.batch_size=4", "--config.data.eval_batches=1",
+                  "--config.model.features=8", "--config.model.num_layers=1",
+                  "--config.train.num_steps=2", "--config.train.warmup_steps=1",
+                  "--config.train.progress_bar=False")
+
+
+def test_command_line_overrides_reach_the_run(tmp_path):
+  proc = _run_train_cli("--config", str(REPO / "configs/quickstart.py"),
+                        "--workdir", str(tmp_path), *TINY_OVERRIDES, cwd=REPO)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  written = json.loads((tmp_path / "config.json").read_text())
+  assert written["model"]["features"] == 8 and written["train"]["num_steps"] == 2
+  assert "eval loss" in proc.stdout and str(tmp_path) in proc.stdout
+
+
+def test_misspelled_config_key_is_a_clear_error(tmp_path):
+  proc = _run_train_cli("--config", str(REPO / "configs/quickstart.py"),
+                        "--workdir", str(tmp_path), "--config.train.num_stpes=5", cwd=REPO)
+  assert proc.returncode != 0
+  assert 'Did you mean "num_steps"' in proc.stderr
+  assert not (tmp_path / "config.json").exists()
