@@ -2,8 +2,9 @@
 
 Forward kernel: a grid of `(batch, cdiv(features, block_d))` programs; each owns one batch row and
 `block_d` features and walks the whole time axis with the state in float32 registers. Per loop
-iteration it loads `chunk` time steps of `a` and `b` before running the multiply-add chain over
-them, so that many loads are in flight while the dependent chain runs. It reads `a`, `b` once and
+iteration it issues the loads of the next `chunk` time steps of `a` and `b`, then runs the
+multiply-add chain over the chunk loaded the iteration before, so that loads stay in flight while
+the dependent chain runs. It reads `a`, `b` once and
 writes `h` once: the three arrays of the memory floor.
 
 Backward kernel: the same walk in the opposite direction on the output gradient. With `g_t` the
@@ -58,15 +59,27 @@ def _index(t):
   return jnp.asarray(t, jnp.int32)
 
 
-def _chunked(num_steps: int, chunk: int, run_steps, carry):
-  """Runs `run_steps(first, count, carry)` over `num_steps` steps, `chunk` steps at a time."""
+def _pipelined(num_steps: int, chunk: int, load, compute, carry):
+  """Runs `num_steps` steps, `chunk` at a time, loading each chunk one iteration ahead.
+
+  `load(first, count)` issues the loads of steps `first .. first + count - 1` and returns them;
+  `compute(first, count, loaded, carry)` runs the dependent chain over them. The loads of chunk
+  `c + 1` are issued before the chain of chunk `c`, so memory traffic continues while the chain
+  runs. The `num_steps % chunk` remaining steps run last, unpipelined.
+  """
   num_chunks, tail = divmod(num_steps, chunk)
   if num_chunks:
-    carry = jax.lax.fori_loop(
-        0, num_chunks, lambda c, carry: run_steps(c * chunk, chunk, carry), carry
-    )
+
+    def body(c, state):
+      carry, loaded = state
+      ahead = load((c + 1) * chunk, chunk)
+      return compute(c * chunk, chunk, loaded, carry), ahead
+
+    carry, loaded = jax.lax.fori_loop(0, num_chunks - 1, body, (carry, load(0, chunk)))
+    carry = compute((num_chunks - 1) * chunk, chunk, loaded, carry)
   if tail:
-    carry = run_steps(num_chunks * chunk, tail, carry)
+    first = num_chunks * chunk
+    carry = compute(first, tail, load(first, tail), carry)
   return carry
 
 
@@ -78,17 +91,17 @@ def _forward_kernel(a_ref, b_ref, h0_ref, h_ref, h_last_ref, *, features, config
   def time_index(step):
     return _index(time - 1 - step if reverse else step)
 
-  def run_steps(first, count, h):
+  def load(first, count):
     ts = [time_index(first + i) for i in range(count)]
-    # All loads of the chunk first: they don't depend on h, so they can all be in flight.
-    a = [_load(a_ref.at[t], mask) for t in ts]
-    b = [_load(b_ref.at[t], mask) for t in ts]
-    for t, a_t, b_t in zip(ts, a, b):
+    return [_load(a_ref.at[t], mask) for t in ts], [_load(b_ref.at[t], mask) for t in ts]
+
+  def compute(first, count, loaded, h):
+    for i, a_t, b_t in zip(range(count), *loaded):
       h = a_t * h + b_t
-      _store(h_ref.at[t], h, mask)
+      _store(h_ref.at[time_index(first + i)], h, mask)
     return h
 
-  h = _chunked(time, config.chunk, run_steps, _load(h0_ref, mask))
+  h = _pipelined(time, config.chunk, load, compute, _load(h0_ref, mask))
   _store(h_last_ref, h, mask)
 
 
@@ -107,12 +120,14 @@ def _backward_kernel(
   def previous(t):  # The forward scan's previous step, whose state h_t was built on.
     return t + 1 if reverse else t - 1
 
-  def run_steps(first, count, carry):
+  def load(first, count):
     ts = [time_index(first + i) for i in range(count)]
-    a = [_load(a_ref.at[t], mask) for t in ts]
-    dh = [_load(dh_ref.at[t], mask) for t in ts]
-    h_prev = [_load(h_ref.at[previous(t)], mask) for t in ts]
-    for t, a_t, dh_t, h_prev_t in zip(ts, a, dh, h_prev):
+    return ([_load(a_ref.at[t], mask) for t in ts], [_load(dh_ref.at[t], mask) for t in ts],
+            [_load(h_ref.at[previous(t)], mask) for t in ts])
+
+  def compute(first, count, loaded, carry):
+    for i, a_t, dh_t, h_prev_t in zip(range(count), *loaded):
+      t = time_index(first + i)
       g = dh_t + carry
       _store(db_ref.at[t], g, mask)
       _store(da_ref.at[t], g * h_prev_t, mask)
@@ -120,7 +135,7 @@ def _backward_kernel(
     return carry
 
   # Every step but the forward scan's first reads its previous state from h; that one reads h0.
-  carry = _chunked(time - 1, config.chunk, run_steps, _load(dh_last_ref, mask))
+  carry = _pipelined(time - 1, config.chunk, load, compute, _load(dh_last_ref, mask))
   t = time_index(time - 1)
   g = _load(dh_ref.at[t], mask) + carry
   _store(db_ref.at[t], g, mask)
