@@ -48,7 +48,9 @@ class LanguageModel(nnx.Module):
                param_dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
     self.vocab_size = vocab_size
     common = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-    self.embed = nnx.Embed(vocab_size, features, **common)
+    # GPT-2's small embedding init: with a tied head, logits start near uniform.
+    self.embed = nnx.Embed(vocab_size, features,
+                           embedding_init=nnx.initializers.normal(stddev=0.02), **common)
     self.blocks = nnx.List([
         ResidualBlock(features, cell=cell, cell_kwargs=cell_kwargs,
                       conv_kernel_size=conv_kernel_size, mlp_expansion=mlp_expansion,

@@ -15,7 +15,6 @@ import pathlib
 from typing import Any
 
 import jax
-import ml_collections
 
 from minrnn import train as train_lib
 from minrnn.checkpointing import Checkpoints
@@ -24,16 +23,31 @@ from minrnn.generation import make_generator
 from minrnn.models import LanguageModel
 
 
-def load_run(workdir: str | pathlib.Path,
-             checkpoint: str = "best") -> tuple[LanguageModel, Task, int]:
-  """`(model, task, step)` of the run in `workdir`, from its `best` or `latest` checkpoint."""
-  workdir = pathlib.Path(workdir)
-  config_path = workdir / train_lib.CONFIG_FILE
+class _Section(dict):
+  """A section of a saved `config.json`, read like the ConfigDict it was written from."""
+
+  def __getattr__(self, name: str) -> Any:
+    try:
+      return self[name]
+    except KeyError:
+      raise AttributeError(f"The run's config has no key {name!r}.") from None
+
+
+def load_config(workdir: str | pathlib.Path) -> Any:
+  """A run's resolved config from its `config.json` (no ml_collections needed)."""
+  config_path = pathlib.Path(workdir) / train_lib.CONFIG_FILE
   if not config_path.exists():
     raise FileNotFoundError(
         f"{config_path} not found: {workdir} is not a training run's workdir. Train one with "
         f"`python -m minrnn.train --config ... --workdir {workdir}`.")
-  config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
+  return json.loads(config_path.read_text(), object_hook=_Section)
+
+
+def load_run(workdir: str | pathlib.Path,
+             checkpoint: str = "best") -> tuple[LanguageModel, Task, int]:
+  """`(model, task, step)` of the run in `workdir`, from its `best` or `latest` checkpoint."""
+  workdir = pathlib.Path(workdir)
+  config = load_config(workdir)
   if checkpoint not in ("best", "latest"):
     raise ValueError(f"checkpoint must be 'best' or 'latest', got {checkpoint!r}.")
   directory = workdir / (train_lib.BEST_DIR if checkpoint == "best"

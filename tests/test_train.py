@@ -72,7 +72,9 @@ def test_loss_falls_and_outputs_are_written(tmp_path):
   result = train_lib.train(config, tmp_path)
   steps, losses = _train_losses(tmp_path)
   assert steps == list(range(10, 101, 10))
-  assert losses[-1] < 0.75 * losses[0]
+  # Uniform guessing over 65 characters costs 4.17 nats, unigram frequencies about 3.3.
+  assert losses[-1] < losses[0] - 0.5
+  assert result["eval"]["loss"] < 3.0
   assert result["completed"] and result["step"] == 100
   assert result["eval"]["loss"] == pytest.approx(result["best_eval_loss"], rel=1e-6)
   for name in ("config.json", "final_eval.json", "loss_curve.png"):
