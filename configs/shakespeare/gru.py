@@ -1,6 +1,6 @@
-"""Character-level Tiny Shakespeare with a GRU (Flax's GRUCell, the paper's traditional baseline): the setup of
-`configs/shakespeare/mingru.py` (see it for where each setting comes from) with
-`model.cell = "gru"`.
+"""Character-level Tiny Shakespeare with a GRU, the paper's traditional baseline (Flax's
+GRUCell): the setup of `configs/shakespeare/mingru.py` (see it for where each setting comes
+from) with `model.cell = "gru"`.
 
 Variants: `configs/shakespeare/gru.py:cpu`, a small model for a 2-core CPU.
 """

@@ -1,6 +1,6 @@
-"""Character-level Tiny Shakespeare with an LSTM (Flax's LSTMCell, the paper's traditional baseline): the setup of
-`configs/shakespeare/mingru.py` (see it for where each setting comes from) with
-`model.cell = "lstm"`.
+"""Character-level Tiny Shakespeare with an LSTM, the paper's traditional baseline (Flax's
+LSTMCell): the setup of `configs/shakespeare/mingru.py` (see it for where each setting comes
+from) with `model.cell = "lstm"`.
 
 Variants: `configs/shakespeare/lstm.py:cpu`, a small model for a 2-core CPU.
 """
