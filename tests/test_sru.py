@@ -13,6 +13,13 @@ from test_sru_kernel import SMALL, oracle
 B, T, IN = 2, 6, 6
 
 
+@pytest.fixture(autouse=True)
+def full_precision_matmuls():
+  # GPUs multiply float32 in TF32 by default; the float64 oracle needs full precision.
+  with jax.default_matmul_precision("highest"):
+    yield
+
+
 def inputs(seed=0, shape=(B, T, IN)):
   return jax.random.normal(jax.random.key(seed), shape)
 

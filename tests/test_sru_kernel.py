@@ -137,10 +137,12 @@ def test_kernel_reference_and_oracle_agree(directions, k, reverse, lengths):
 def test_continuation_equals_one_pass():
   inputs = make_inputs(2, 5, 1, 3, 8, seed=3)
   whole = sru_recurrence(**inputs, implementation="pallas", config=SMALL)
+  # The halves run the loop without prefetching, so both loop forms are checked.
+  config = KernelConfig(block_features=4, time_chunk=2, prefetch=False)
   first = {**inputs, "u": inputs["u"][:, :3], "x": inputs["x"][:, :3]}
-  h1, c1 = sru_recurrence(**first, implementation="pallas", config=SMALL)
+  h1, c1 = sru_recurrence(**first, implementation="pallas", config=config)
   second = {**inputs, "u": inputs["u"][:, 3:], "x": inputs["x"][:, 3:], "c0": c1}
-  h2, c2 = sru_recurrence(**second, implementation="pallas", config=SMALL)
+  h2, c2 = sru_recurrence(**second, implementation="pallas", config=config)
   np.testing.assert_allclose(jnp.concatenate([h1, h2], axis=1), whole[0], rtol=1e-6, atol=1e-6)
   np.testing.assert_allclose(c2, whole[1], rtol=1e-6, atol=1e-6)
 

@@ -41,8 +41,8 @@ from kernels.sru import KernelConfig, sru_recurrence
 
 SUITE = "sru"
 SWEEP = (
-    KernelConfig(32, 8, 1), KernelConfig(32, 16, 1), KernelConfig(32, 32, 1),
-    KernelConfig(64, 16, 2), KernelConfig(64, 16, 1), KernelConfig(16, 16, 1),
+    KernelConfig(32, 4), KernelConfig(32, 8), KernelConfig(32, 16), KernelConfig(16, 8),
+    KernelConfig(32, 16, prefetch=False), KernelConfig(64, 16, prefetch=False),
 )
 # Arrays of B·T·D moved once (see the module docstring).
 FLOOR_ARRAYS = {("sru recurrence", "fwd"): 5, ("sru recurrence", "fwd+bwd"): 16,
@@ -171,9 +171,14 @@ def _torch_cases(batch, num_steps, features, dtype_name):
 
 
 def run(lengths=(512, 4096), batch=64, features=256, dtypes=("float32",), peers=True,
-        sweep=SWEEP):
-  """Runs every case; returns (records, meta). Failures become records, never exceptions."""
+        sweep=SWEEP, on_progress=None):
+  """Runs every case; returns (records, meta). Failures become records, never exceptions.
+
+  `on_progress(records, meta)` is called after each (dtype, length), so a run cut short keeps
+  what it measured.
+  """
   bandwidth = bm.copy_bandwidth()
+  meta = {**bm.environment(("sru",)), "bandwidth_tbs": bandwidth / 1e12}
   records = []
 
   def record(op, impl, framework, mode, dtype, num_steps, timer, note=""):
@@ -199,7 +204,7 @@ def run(lengths=(512, 4096), batch=64, features=256, dtypes=("float32",), peers=
       for config in (sweep if num_steps not in chosen else (chosen[num_steps],)):
         fwd, grad, arg_sets = _jax_recurrence(batch, num_steps, features, dtype, config)
         name = (f"minrnn pallas bf={config.block_features} tc={config.time_chunk} "
-                f"w={config.num_warps}")
+                f"w={config.num_warps}{' prefetch' if config.prefetch else ''}")
         for mode, fn in (("fwd", fwd), ("fwd+bwd", grad)):
           rec = record("sru recurrence", name, "jax", mode, dtype_name, num_steps,
                        lambda: bm.time_jax(fn, arg_sets))
@@ -207,7 +212,7 @@ def run(lengths=(512, 4096), batch=64, features=256, dtypes=("float32",), peers=
             best[mode] = (rec.ms, config)
       config = chosen.setdefault(num_steps, best.get("fwd+bwd", (None, KernelConfig()))[1])
       impls = [("minrnn pallas", "pallas")]
-      if num_steps == min(lengths):
+      if num_steps == min(lengths) and dtype_name == dtypes[0]:
         impls.append(("minrnn lax.scan", "sequential"))
       for impl, implementation in impls:
         fwd, grad, arg_sets = _jax_layer(batch, num_steps, features, dtype, config,
@@ -216,6 +221,8 @@ def run(lengths=(512, 4096), batch=64, features=256, dtypes=("float32",), peers=
           record("sru layer", impl, "jax", mode, dtype_name, num_steps,
                  lambda: bm.time_jax(fn, arg_sets), note=f"kernel config {config}")
       if not peers:
+        if on_progress is not None:
+          on_progress(records, meta)
         continue
       try:
         cases = list(_torch_cases(batch, num_steps, features, dtype_name))
@@ -230,7 +237,8 @@ def run(lengths=(512, 4096), batch=64, features=256, dtypes=("float32",), peers=
       for impl, mode, op, fn, arg_sets in cases:
         record(op, impl, "torch", mode, dtype_name, num_steps,
                lambda: bm.time_torch(fn, arg_sets))
-  meta = {**bm.environment(("sru",)), "bandwidth_tbs": bandwidth / 1e12}
+      if on_progress is not None:
+        on_progress(records, meta)
   return records, meta
 
 
@@ -247,11 +255,11 @@ def main(argv=None):
   if jax.default_backend() != "gpu":
     sys.exit("This benchmark needs a GPU (jax.default_backend() is "
              f"{jax.default_backend()!r}).")
-  records, meta = run(args.lengths, args.batch, args.features, args.dtypes,
-                      peers=not args.no_peers, sweep=(KernelConfig(),) if args.no_sweep else SWEEP)
   panels = [("sru layer", "fwd+bwd", d, args.batch, args.features) for d in args.dtypes]
-  for path in bm.write_results(records, meta, args.out, panels):
-    print("wrote", path)
+  run(args.lengths, args.batch, args.features, args.dtypes, peers=not args.no_peers,
+      sweep=(KernelConfig(),) if args.no_sweep else SWEEP,
+      on_progress=lambda records, meta: print(
+          "wrote", *bm.write_results(records, meta, args.out, panels)))
 
 
 if __name__ == "__main__":

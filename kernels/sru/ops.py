@@ -42,6 +42,8 @@ def _check(u, x, weight_c, bias, c0, seq_lengths):
         "sru_recurrence: u must have shape (batch, time, directions, k, hidden) with k = 3 "
         f"(highway input x given) or k = 4 (highway input in u[..., 3, :]); got {u.shape}.")
   batch, num_steps, directions, k, hidden = u.shape
+  if num_steps < 1:
+    raise ValueError(f"sru_recurrence: the sequence needs at least one step, got u {u.shape}.")
   if directions not in (1, 2):
     raise ValueError(f"sru_recurrence: directions (u.shape[2]) must be 1 or 2, got {directions}.")
   if (k == 3) != (x is not None):

@@ -32,12 +32,19 @@ from jax.experimental.pallas import triton as plgpu
 
 @dataclasses.dataclass(frozen=True)
 class KernelConfig:
-  """Tuning knobs. `block_features`: columns per program (a power of two dividing hidden is
-  chosen at or below it); `time_chunk`: steps whose loads are issued together."""
+  """Tuning knobs.
+
+  block_features: columns per program (the largest power of two dividing hidden, up to this).
+  time_chunk: steps whose loads are issued together.
+  num_warps: Triton warps per program.
+  prefetch: issue the next chunk's loads before the current chunk's arithmetic (register double
+    buffering), so memory latency hides behind a whole chunk of dependent steps.
+  """
 
   block_features: int = 32
   time_chunk: int = 16
   num_warps: int = 1
+  prefetch: bool = True
 
 
 def _block_features(hidden: int, limit: int) -> int:
@@ -52,35 +59,53 @@ def _sigmoid(z):
   return 1.0 / (1.0 + jnp.exp(-z))
 
 
-def _time_loop(num_steps, chunk, load, compute, carry):
-  """Runs `compute(s, carry, load(s))` for s = 0..num_steps−1, loading `chunk` steps ahead."""
-
-  def run(start, size, carry):
-    rows = [load(start + j) for j in range(size)]
-    for j in range(size):
-      carry = compute(start + j, carry, rows[j])
-    return carry
-
+def _time_loop(num_steps, chunk, prefetch, load, compute, carry):
+  """Runs `compute(s, carry, load(s))` for s = 0..num_steps−1, loading `chunk` steps at once."""
   chunk = max(1, min(chunk, num_steps))
   num_chunks = num_steps // chunk
-  carry = jax.lax.fori_loop(0, num_chunks, lambda i, c: run(i * chunk, chunk, c), carry)
-  return jax.lax.fori_loop(num_chunks * chunk, num_steps, lambda s, c: run(s, 1, c), carry)
+
+  def load_chunk(i):
+    return [load(i * chunk + j) for j in range(chunk)]
+
+  def run(start, rows, carry):
+    for j, row in enumerate(rows):
+      carry = compute(start + j, carry, row)
+    return carry
+
+  if prefetch:
+    def body(i, state):
+      carry, rows = state
+      # Loaded values are first used in the next iteration, so their latency overlaps this
+      # chunk's arithmetic. The last iteration reloads its own chunk rather than branch.
+      upcoming = load_chunk(jnp.minimum(i + 1, num_chunks - 1))
+      return run(i * chunk, rows, carry), upcoming
+
+    carry, _ = jax.lax.fori_loop(0, num_chunks, body, (carry, load_chunk(0)))
+  else:
+    carry = jax.lax.fori_loop(
+        0, num_chunks, lambda i, c: run(i * chunk, load_chunk(i), c), carry)
+  return jax.lax.fori_loop(num_chunks * chunk, num_steps, lambda s, c: run(s, [load(s)], c),
+                           carry)
 
 
 def _walks_backward(directions: int, reverse: bool):
-  """Whether this program's direction walks time from the end (a traced bool when bidirectional)."""
+  """1 if this program's direction walks time from the end, else 0.
+
+  An int (traced when bidirectional): the Triton lowering mishandles traced booleans captured
+  by loops, and integer arithmetic selects the time index without a branch.
+  """
   if directions == 1:
-    return reverse
-  return (pl.program_id(0) == 1) != reverse
+    return int(reverse)
+  direction = pl.program_id(0)
+  return 1 - direction if reverse else direction
 
 
 def _time_index(s, num_steps, backward):
-  if isinstance(backward, bool):
-    return num_steps - 1 - s if backward else s
-  return jnp.where(backward, num_steps - 1 - s, s)
+  return s + backward * (num_steps - 1 - 2 * s)
 
 
-def _forward_kernel(*refs, k, num_steps, directions, reverse, scale_x, has_x, save_c, chunk):
+def _forward_kernel(*refs, k, num_steps, directions, reverse, scale_x, has_x, save_c, chunk,
+                    prefetch):
   refs = list(refs)
   lengths_ref, u_ref = refs.pop(0), refs.pop(0)
   x_ref = refs.pop(0) if has_x else None
@@ -116,10 +141,11 @@ def _forward_kernel(*refs, k, num_steps, directions, reverse, scale_x, has_x, sa
       c_ref[t] = c_new
     return c_new
 
-  c_last_ref[...] = _time_loop(num_steps, chunk, load, compute, c0_ref[...])
+  c_last_ref[...] = _time_loop(num_steps, chunk, prefetch, load, compute, c0_ref[...])
 
 
-def _backward_kernel(*refs, k, num_steps, directions, reverse, scale_x, has_x, chunk):
+def _backward_kernel(*refs, k, num_steps, directions, reverse, scale_x, has_x, chunk,
+                     prefetch):
   refs = list(refs)
   lengths_ref, u_ref = refs.pop(0), refs.pop(0)
   x_ref = refs.pop(0) if has_x else None
@@ -131,8 +157,7 @@ def _backward_kernel(*refs, k, num_steps, directions, reverse, scale_x, has_x, c
   length = lengths_ref[pl.program_id(1)]
   # The backward pass walks time opposite to the forward pass of the same direction.
   forward_walks_backward = _walks_backward(directions, reverse)
-  walks_backward = (not forward_walks_backward if isinstance(forward_walks_backward, bool)
-                    else jnp.logical_not(forward_walks_backward))
+  walks_backward = 1 - forward_walks_backward
   v_f, v_r = p_ref[0].astype(jnp.float32), p_ref[1].astype(jnp.float32)
   b_f, b_r = p_ref[2].astype(jnp.float32), p_ref[3].astype(jnp.float32)
   c0 = c0_ref[...]
@@ -140,11 +165,8 @@ def _backward_kernel(*refs, k, num_steps, directions, reverse, scale_x, has_x, c
   def load(s):
     t = _time_index(s, num_steps, walks_backward)
     # c_{t−1} in the forward walk's order: the neighbour it came from, or c0 at its start.
-    if isinstance(forward_walks_backward, bool):
-      prev, first = (t + 1, num_steps - 1) if forward_walks_backward else (t - 1, 0)
-    else:
-      prev = jnp.where(forward_walks_backward, t + 1, t - 1)
-      first = jnp.where(forward_walks_backward, num_steps - 1, 0)
+    prev = t - 1 + 2 * forward_walks_backward
+    first = forward_walks_backward * (num_steps - 1)
     c_prev = jnp.where(t == first, c0, c_ref[jnp.clip(prev, 0, num_steps - 1)])
     u0, u1, u2 = (u_ref[t, g].astype(jnp.float32) for g in range(3))
     if has_x:
@@ -179,7 +201,7 @@ def _backward_kernel(*refs, k, num_steps, directions, reverse, scale_x, has_x, c
 
   zeros = jnp.zeros_like(c0)
   dc, dv_f, dv_r, db_f, db_r = _time_loop(
-      num_steps, chunk, load, compute, (dc_last_ref[...], zeros, zeros, zeros, zeros))
+      num_steps, chunk, prefetch, load, compute, (dc_last_ref[...], zeros, zeros, zeros, zeros))
   dc0_ref[...] = dc
   dp_ref[0] = dv_f
   dp_ref[1] = dv_r
@@ -229,7 +251,8 @@ def sru_forward(u, x, params, c0, seq_lengths, *, scale_x, reverse, save_c, inte
   out_specs.append(state)
   kernel = functools.partial(
       _forward_kernel, k=k, num_steps=num_steps, directions=directions, reverse=reverse,
-      scale_x=scale_x, has_x=has_x, save_c=save_c, chunk=config.time_chunk)
+      scale_x=scale_x, has_x=has_x, save_c=save_c, chunk=config.time_chunk,
+      prefetch=config.prefetch)
   outs = pl.pallas_call(
       kernel, out_shape=out_shape, grid=(directions, batch, hidden // block),
       in_specs=in_specs, out_specs=out_specs, name="sru_forward",
@@ -264,7 +287,8 @@ def sru_backward(u, x, params, c0, seq_lengths, c_all, dh, dc_last, *, scale_x, 
   out_specs += [pl.BlockSpec((None, None, 4, block), lambda d, b, j: (b, d, 0, j)), state]
   kernel = functools.partial(
       _backward_kernel, k=k, num_steps=num_steps, directions=directions, reverse=reverse,
-      scale_x=scale_x, has_x=has_x, chunk=config.time_chunk)
+      scale_x=scale_x, has_x=has_x, chunk=config.time_chunk,
+      prefetch=config.prefetch)
   outs = pl.pallas_call(
       kernel, out_shape=out_shape, grid=(directions, batch, hidden // block),
       in_specs=in_specs, out_specs=out_specs, name="sru_backward",
