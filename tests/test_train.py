@@ -153,3 +153,45 @@ def test_misspelled_config_key_is_a_clear_error(tmp_path):
   assert proc.returncode != 0
   assert 'Did you mean "num_steps"' in proc.stderr
   assert not (tmp_path / "config.json").exists()
+
+
+def _keys(config, prefix=""):
+  keys = set()
+  for name, value in config.items():
+    keys.add(prefix + name)
+    if hasattr(value, "items") and name != "cell_kwargs":
+      keys |= _keys(value, prefix + name + ".")
+  return keys
+
+
+CONFIGS = [(path, variant)
+           for path in ("shakespeare/mingru.py", "shakespeare/minlstm.py", "shakespeare/gru.py",
+                        "shakespeare/lstm.py")
+           for variant in ("paper", "cpu")] + [
+               (path, variant)
+               for path in ("selective_copy/mingru.py", "selective_copy/minlstm.py")
+               for variant in ("paper", "short", "cpu")]
+
+
+@pytest.mark.parametrize("path,variant", CONFIGS)
+def test_every_config_has_the_training_loop_keys(path, variant):
+  config = load_config("configs/" + path, variant)
+  reference = load_config("configs/quickstart.py")
+  data_keys = {"data.dir", "data.download"} if config.data.name == "shakespeare" else {
+      "data.num_tokens", "data.vocab_size"}
+  common = _keys(reference) - {"data.num_tokens", "data.vocab_size"}
+  assert _keys(config) == common | data_keys
+  assert config.model.cell == pathlib.Path(path).stem
+  assert 0 <= config.train.warmup_steps < config.train.num_steps
+
+
+def test_unknown_variant_is_a_clear_error():
+  with pytest.raises(ValueError, match="Unknown variant 'gpu'"):
+    load_config("configs/shakespeare/mingru.py", "gpu")
+
+
+def test_missing_data_file_stops_the_run_with_the_path(tmp_path):
+  config = tiny_shakespeare_config(num_steps=2)
+  config.data.dir = str(tmp_path / "empty")
+  with pytest.raises(FileNotFoundError, match=r"empty/tinyshakespeare/input\.txt"):
+    train_lib.train(config, tmp_path / "run")
