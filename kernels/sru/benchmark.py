@@ -41,8 +41,8 @@ from kernels.sru import KernelConfig, sru_recurrence
 
 SUITE = "sru"
 SWEEP = (
-    KernelConfig(32, 4), KernelConfig(32, 8), KernelConfig(32, 16), KernelConfig(16, 8),
-    KernelConfig(32, 16, prefetch=False), KernelConfig(64, 16, prefetch=False),
+    KernelConfig(32, 8), KernelConfig(32, 16), KernelConfig(16, 8),
+    KernelConfig(64, 16, prefetch=False),
 )
 # Arrays of B·T·D moved once (see the module docstring).
 FLOOR_ARRAYS = {("sru recurrence", "fwd"): 5, ("sru recurrence", "fwd+bwd"): 16,
