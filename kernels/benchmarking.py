@@ -247,8 +247,17 @@ def markdown_table(records: Sequence[Record], meta: dict[str, Any]) -> str:
   groups: dict[tuple, list[Record]] = {}
   for r in records:
     groups.setdefault((r.suite, r.op, r.mode, r.dtype, r.batch, r.features), []).append(r)
-  notes = []
-  for (suite, op, mode, dtype, batch, features), group in sorted(groups.items()):
+  not_run: dict[tuple, list[int]] = {}
+  # The recurrence alone first, then layers, then the rest; groups with no measured case are
+  # only listed at the end.
+  order = lambda item: (item[0][1] != "scan", item[0][1], item[0][2], item[0][3], item[0][4])
+  for (suite, op, mode, dtype, batch, features), group in sorted(groups.items(), key=order):
+    for r in group:
+      if r.status != "ok":
+        not_run.setdefault((r.status, r.op, r.impl, r.mode, r.dtype, r.batch, r.features),
+                           []).append(r.time)
+    if all(r.status != "ok" for r in group):
+      continue
     times = sorted({r.time for r in group})
     lines.append(f"## {op}, {mode}, {dtype}, B={batch} D={features} ({suite})")
     lines.append("")
@@ -257,15 +266,16 @@ def markdown_table(records: Sequence[Record], meta: dict[str, Any]) -> str:
     by_impl: dict[str, dict[int, Record]] = {}
     for r in group:
       by_impl.setdefault(r.impl, {})[r.time] = r
-      if r.status != "ok":
-        notes.append(f"- {r.impl}, {op} {mode} {dtype} B={batch} T={r.time} D={features}: "
-                     f"{r.status}")
     for impl, row in sorted(by_impl.items()):
       cells = [_format(row[t]) if t in row else "–" for t in times]
       lines.append(f"| {impl} | " + " | ".join(cells) + " |")
     lines.append("")
-  if notes:
-    lines += ["## Cases that did not run", ""] + sorted(set(notes)) + [""]
+  if not_run:
+    lines += ["## Cases that did not run", ""]
+    for (status, op, impl, mode, dtype, batch, features), ts in sorted(not_run.items()):
+      where = f"{op} {mode} {dtype} B={batch} D={features} T={','.join(map(str, sorted(ts)))}"
+      lines.append(f"- {impl}, {where}: {status}")
+    lines.append("")
   return "\n".join(lines)
 
 
@@ -309,6 +319,10 @@ def write_results(records: Sequence[Record], meta: dict[str, Any], prefix: str |
   written[0].write_text(json.dumps(
       {"meta": meta, "records": [r.to_json() for r in records]}, indent=1))
   written[1].write_text(markdown_table(records, meta))
+  # Panels without a single measured case are left out rather than drawn empty.
+  panels = [p for p in panels if any(
+      (r.op, r.mode, r.dtype, r.batch, r.features) == tuple(p) and r.status == "ok"
+      for r in records)]
   if panels:
     written.append(prefix.with_suffix(".png"))
     plot(records, meta, written[-1], panels)
