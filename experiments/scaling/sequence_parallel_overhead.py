@@ -1,0 +1,142 @@
+"""How the sequence-parallel scan's cost grows with the number of devices time is split over.
+
+    python experiments/scaling/sequence_parallel_overhead.py                 # CPU devices 1,2,4,8
+    python experiments/scaling/sequence_parallel_overhead.py --platform gpu --devices 1,2,4,8
+
+For each device count n, the forward+backward of `sequence_parallel_linear_scan` with time split
+n ways (one fixed global shape: strong scaling) against the plain `linear_scan` on one device,
+same chunk path, same shape. On CPU the "devices" are XLA host devices that share the machine's
+cores, so the ratio measures the added work and the exchange, not a speed-up; on GPUs it is
+the real scaling. Results go to `experiments/results/scaling_sequence_parallel_<platform>.{json,md}`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+
+_REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _parse_args(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--devices", default="1,2,4,8", help="device counts to split time over")
+  parser.add_argument("--platform", default="cpu", choices=("cpu", "gpu"))
+  parser.add_argument("--batch", type=int, default=8)
+  parser.add_argument("--time", type=int, default=4096)
+  parser.add_argument("--features", type=int, default=64)
+  parser.add_argument("--implementation", default="associative",
+                      help="the linear_scan path that scans each chunk")
+  parser.add_argument("--rounds", type=int, default=3)
+  parser.add_argument("--out-dir", default=str(_REPO / "experiments" / "results"))
+  return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+  args = _parse_args(argv)
+  counts = [int(n) for n in args.devices.split(",")]
+  if args.platform == "cpu":
+    # Must happen before JAX starts its backends.
+    os.environ["JAX_PLATFORMS"] = "cpu"
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                               f" --xla_force_host_platform_device_count={max(counts)}")
+  sys.path.insert(0, str(_REPO))
+
+  import jax
+  import jax.numpy as jnp
+
+  from kernels import benchmarking
+  from minrnn.distributed import make_mesh
+  from minrnn.ops import linear_scan
+  from minrnn.ops.sequence_parallel import sequence_parallel_linear_scan
+
+  if jax.device_count() < max(counts):
+    raise SystemExit(f"Asked for up to {max(counts)} devices; this machine has "
+                     f"{jax.device_count()} {args.platform} devices.")
+  shape = (args.batch, args.time, args.features)
+  keys = jax.random.split(jax.random.key(0), 4)
+  a = jax.random.uniform(keys[0], shape, minval=0.5, maxval=1.0)
+  b = jax.random.normal(keys[1], shape)
+  h0 = jax.random.normal(keys[2], shape[::2])
+  w = jax.random.normal(keys[3], shape)
+
+  def fwd_bwd(scan):
+    def loss(a, b, h0):
+      h, h_last = scan(a, b, h0)
+      return jnp.sum(h * w) + jnp.sum(h_last)
+    return jax.jit(jax.grad(loss, argnums=(0, 1, 2)))
+
+  functions = {0: fwd_bwd(lambda a, b, h0: linear_scan(a, b, h0,
+                                                      implementation=args.implementation))}
+  for n in counts:
+    mesh = make_mesh({"sequence": n}, jax.devices()[:n])
+    functions[n] = fwd_bwd(lambda a, b, h0, mesh=mesh: sequence_parallel_linear_scan(
+        a, b, h0, mesh=mesh, axis_name="sequence", implementation=args.implementation))
+  # Rounds that each time every case once: a busy shared machine slows whole stretches of time,
+  # and the best round of each case is the least disturbed.
+  times = {n: [] for n in functions}
+  for _ in range(args.rounds):
+    for n, fn in functions.items():
+      times[n].append(benchmarking.time_jax(fn, [(a, b, h0)]))
+  plain_ms = min(times[0])
+  rows = []
+  for n in counts:
+    ms = min(times[n])
+    rows.append({"devices": n, "ms": ms, "ms_rounds": times[n], "ratio_to_plain": ms / plain_ms,
+                 # The all-gathered (product of a, final state) pairs and the final-state psum.
+                 "exchanged_floats_per_device": (2 * n + 1) * args.batch * args.features})
+    print(f"{n} devices: {ms:.2f} ms ({ms / plain_ms:.2f}x the one-device scan)", flush=True)
+
+  result = {
+      "experiment": "sequence_parallel_overhead",
+      "shape": {"batch": args.batch, "time": args.time, "features": args.features},
+      "dtype": "float32",
+      "mode": "fwd+bwd",
+      "implementation": args.implementation,
+      "plain_scan_ms": plain_ms,
+      "plain_scan_ms_rounds": times[0],
+      "rows": rows,
+      "environment": {**benchmarking.environment(), "cpu_cores": os.cpu_count(),
+                      "load_average": os.getloadavg()},
+  }
+  out_dir = pathlib.Path(args.out_dir)
+  out_dir.mkdir(parents=True, exist_ok=True)
+  prefix = out_dir / f"scaling_sequence_parallel_{args.platform}"
+  prefix.with_suffix(".json").write_text(json.dumps(result, indent=2))
+  prefix.with_suffix(".md").write_text(_markdown(result))
+  print(f"Wrote {prefix}.json and {prefix}.md")
+
+
+def _markdown(result) -> str:
+  env = result["environment"]
+  shape = result["shape"]
+  lines = [
+      "# Sequence-parallel linear scan: cost against the number of devices",
+      "",
+      f"Forward+backward of `h_t = a_t h_(t-1) + b_t`, float32, B={shape['batch']}, "
+      f"T={shape['time']}, D={shape['features']}, chunks scanned with "
+      f"`{result['implementation']}`; ms: the best of {len(result['plain_scan_ms_rounds'])} rounds of medians. Time is split evenly over the devices; the "
+      f"one-device `linear_scan` takes {result['plain_scan_ms']:.2f} ms.",
+      "",
+      f"Device: {env['device']} ({env['platform']}), {env['cpu_cores']} CPU cores, load "
+      f"average {env['load_average'][0]:.1f} at the end; jax {env['versions']['jax']}, "
+      f"Python {env['python']}, {env['date']}.",
+      "",
+      "| devices | ms | × one-device scan | floats exchanged per device |",
+      "|---|---|---|---|",
+  ]
+  for row in result["rows"]:
+    lines.append(f"| {row['devices']} | {row['ms']:.2f} | {row['ratio_to_plain']:.2f} | "
+                 f"{row['exchanged_floats_per_device']} |")
+  if env["platform"] == "cpu":
+    lines += ["", "The CPU devices share the same cores, so this is the cost of splitting (the "
+              "per-chunk products of `a`, the correction pass, the exchange, and the "
+              "per-device dispatch), not a speed-up."]
+  return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+  main()
