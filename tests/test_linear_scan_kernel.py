@@ -174,7 +174,7 @@ def test_bad_inputs_raise_clear_errors():
     linear_scan(a, a[:, :3], interpret=True)
   with pytest.raises(ValueError, match="h0 must have shape"):
     linear_scan(a, a, jnp.ones((2, 5)), interpret=True)
-  with pytest.raises(TypeError, match="float32, bfloat16"):
+  with pytest.raises(TypeError, match="float32 or bfloat16"):
     linear_scan(a.astype(jnp.int32), a, interpret=True)
   with pytest.raises(ValueError, match="time axis is empty"):
     linear_scan(a[:, :0], a[:, :0], interpret=True)

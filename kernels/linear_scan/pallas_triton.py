@@ -4,8 +4,8 @@ Forward kernel: a grid of `(batch, cdiv(features, block_d))` programs; each owns
 `block_d` features and walks the whole time axis with the state in float32 registers. Per loop
 iteration it issues the loads of the next `chunk` time steps of `a` and `b`, then runs the
 multiply-add chain over the chunk loaded the iteration before, so that loads stay in flight while
-the dependent chain runs. It reads `a`, `b` once and
-writes `h` once: the three arrays of the memory floor.
+the dependent chain runs. It reads `a`, `b` once and writes `h` once: the three arrays of the
+memory floor.
 
 Backward kernel: the same walk in the opposite direction on the output gradient. With `g_t` the
 gradient of the loss with respect to `h_t` through all later states,
@@ -29,7 +29,7 @@ from kernels.linear_scan import config as config_lib
 
 BlockConfig = config_lib.BlockConfig
 
-_SUPPORTED_DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
+_SUPPORTED_DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16))
 
 
 def _feature_mask(block_d: int, features: int) -> jax.Array | None:
@@ -232,8 +232,8 @@ def _check(a, b, h0):
       )
     if x.dtype not in _SUPPORTED_DTYPES:
       raise TypeError(
-          f"linear_scan: {name} has dtype {x.dtype}; the Pallas kernel takes float32, bfloat16 "
-          "or float16 inputs (it accumulates in float32). Cast it, e.g. x.astype(jnp.float32)."
+          f"linear_scan: {name} has dtype {x.dtype}; the Pallas kernel takes float32 or bfloat16 "
+          "inputs (it accumulates in float32). Cast it, e.g. x.astype(jnp.float32)."
       )
   if a.shape != b.shape:
     raise ValueError(
@@ -262,7 +262,7 @@ def linear_scan(
   """Computes `h_t = a_t * h_{t-1} + b_t` with the Pallas kernels; differentiable.
 
   Args:
-    a: `(batch, time, features)` decay coefficients: float32, bfloat16 or float16.
+    a: `(batch, time, features)` decay coefficients: float32 or bfloat16.
     b: `(batch, time, features)` inputs, same shape as `a`. `a` and `b` are promoted to one
       dtype; arithmetic and the carried state are float32 whatever it is.
     h0: optional `(batch, features)` initial state (zeros if None); used in float32.
