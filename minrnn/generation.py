@@ -50,8 +50,9 @@ def make_generator(model: LanguageModel, *, length: int, temperature: float = 1.
     raise ValueError(f"top_k must be in [1, {model.vocab_size}] or None, got {top_k}.")
   graphdef, state = nnx.split(model)
 
+  # The parameters are an argument, not a closure: constants would be baked into the program.
   @jax.jit
-  def generate(prompt, key):
+  def generate(state, prompt, key):
     model = nnx.merge(graphdef, state)
     logits, decode_state = model(prompt)
 
@@ -70,6 +71,6 @@ def make_generator(model: LanguageModel, *, length: int, temperature: float = 1.
     if prompt.ndim != 2 or prompt.shape[1] < 1:
       raise ValueError(
           f"prompt must be token ids of shape (batch, prompt_len >= 1), got {prompt.shape}.")
-    return generate(prompt, key)
+    return generate(state, prompt, key)
 
   return run

@@ -52,15 +52,17 @@ def load_run(workdir: str | pathlib.Path,
     raise ValueError(f"checkpoint must be 'best' or 'latest', got {checkpoint!r}.")
   directory = workdir / (train_lib.BEST_DIR if checkpoint == "best"
                          else train_lib.CHECKPOINT_DIR)
+  if not directory.is_dir():
+    raise FileNotFoundError(
+        f"No checkpoint in {directory}. The run saves one at its first evaluation "
+        "(best) or checkpoint (latest); try the other with --checkpoint.")
   task = make_task(config.data, config.seed)
   state = train_lib.create_state(config, task.vocab_size)
   checkpoints = Checkpoints(directory, keep=max(config.train.keep_checkpoints, 1))
   try:
     step = checkpoints.latest_step()
     if step is None:
-      raise FileNotFoundError(
-          f"No checkpoint in {directory}. The run saves one at its first evaluation "
-          "(best) or checkpoint (latest); try the other with --checkpoint.")
+      raise FileNotFoundError(f"No checkpoint in {directory}; try --checkpoint with the other.")
     tree, _ = checkpoints.restore(step, state.checkpoint_tree())
   finally:
     checkpoints.close()

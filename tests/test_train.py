@@ -4,6 +4,7 @@ import importlib.util
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -100,6 +101,23 @@ def test_resumed_run_reproduces_an_uninterrupted_one(tmp_path):
   assert _train_losses(tmp_path / "resumed")[0] == list(range(1, 7))
   straight = json.loads((tmp_path / "straight" / "final_eval.json").read_text())
   assert resumed["eval"] == straight["eval"]
+
+
+def test_resume_redoes_a_best_checkpoint_newer_than_the_last_checkpoint(tmp_path):
+  config = tiny_copy_config(num_steps=8)
+  config.train.learning_rate = 1e-2
+  config.train.checkpoint_every = 2
+  config.train.stop_at_step = 6
+  train_lib.train(config, tmp_path)
+  assert (tmp_path / "best" / "6").exists()
+  # As if the run had been killed after its evaluation at step 6 but before its checkpoint:
+  # the resumed run recomputes the same best checkpoint, which Orbax then leaves as it is.
+  shutil.rmtree(tmp_path / "checkpoints" / "6")
+  config.train.stop_at_step = None
+  result = train_lib.train(config, tmp_path)
+  assert result["completed"]
+  assert _train_losses(tmp_path)[0] == list(range(1, 9))
+  assert (tmp_path / "best").is_dir() and any((tmp_path / "best").iterdir())
 
 
 def test_corrupt_checkpoint_is_a_clear_error_and_loses_nothing(tmp_path):
