@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import jax
@@ -10,13 +11,22 @@ import optax
 
 def learning_rate_schedule(train: Any) -> optax.Schedule:
   """Linear warmup from 0 to `learning_rate` over `warmup_steps`, then cosine decay to
-  `end_learning_rate` at `num_steps`."""
-  if not 0 <= train.warmup_steps < train.num_steps:
+  `end_learning_rate` at `num_steps`.
+
+  A warmup as long as the whole run (a paper config shortened with `--config.train.num_steps`)
+  is cut to a tenth of the run, with a warning.
+  """
+  if train.num_steps < 1 or train.warmup_steps < 0:
     raise ValueError(
-        f"train.warmup_steps must be in [0, num_steps={train.num_steps}), got "
-        f"{train.warmup_steps}.")
+        f"train.num_steps must be >= 1 and train.warmup_steps >= 0, got {train.num_steps} "
+        f"and {train.warmup_steps}.")
+  warmup = train.warmup_steps
+  if warmup >= train.num_steps:
+    warmup = train.num_steps // 10
+    logging.warning("train.warmup_steps=%d is not shorter than train.num_steps=%d; warming "
+                    "up for %d steps instead.", train.warmup_steps, train.num_steps, warmup)
   return optax.warmup_cosine_decay_schedule(
-      init_value=0.0, peak_value=train.learning_rate, warmup_steps=train.warmup_steps,
+      init_value=0.0, peak_value=train.learning_rate, warmup_steps=warmup,
       decay_steps=train.num_steps, end_value=train.end_learning_rate)
 
 

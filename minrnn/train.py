@@ -200,6 +200,7 @@ def train(config: Any, workdir: str | pathlib.Path) -> dict[str, Any]:
   progress = tqdm(total=tc.num_steps, initial=start, disable=not tc.progress_bar,
                   unit="step", dynamic_ncols=True)
   tokens_since, time_since = 0, time.perf_counter()
+  eval_metrics, eval_step_done = None, None
   try:
     for step in range(start, stop):
       batch = task.train_batch(step)
@@ -219,7 +220,7 @@ def train(config: Any, workdir: str | pathlib.Path) -> dict[str, Any]:
         progress.set_postfix(loss=f"{metrics['loss']:.4f}",
                              tok_s=f"{metrics['tokens_per_sec']:.3g}")
       if done % tc.eval_every == 0 or done == tc.num_steps:
-        eval_metrics = evaluate(eval_step, state.params, task)
+        eval_metrics, eval_step_done = evaluate(eval_step, state.params, task), done
         writer.write(done, "eval", eval_metrics)
         if eval_metrics["loss"] < best_loss:
           best_loss = eval_metrics["loss"]
@@ -236,11 +237,13 @@ def train(config: Any, workdir: str | pathlib.Path) -> dict[str, Any]:
     best.close()
 
   final_step = max(start, stop)
+  if eval_step_done != final_step:
+    eval_metrics = evaluate(eval_step, state.params, task)
   result = {
       "step": final_step,
       "completed": final_step >= tc.num_steps,
-      "eval": evaluate(eval_step, state.params, task),
-      "best_eval_loss": best_loss,
+      "eval": eval_metrics,
+      "best_eval_loss": best_loss if math.isfinite(best_loss) else None,
       "task": task.name,
       "cell": config.model.cell,
       "environment": _environment(),

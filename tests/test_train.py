@@ -14,6 +14,7 @@ import pytest
 from minrnn import train as train_lib
 from minrnn.checkpointing import CheckpointError
 from minrnn.metrics import read_metrics, series
+from minrnn.optimizer import learning_rate_schedule
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -201,3 +202,11 @@ def test_missing_data_file_stops_the_run_with_the_path(tmp_path):
   config.data.dir = str(tmp_path / "empty")
   with pytest.raises(FileNotFoundError, match=r"empty/tinyshakespeare/input\.txt"):
     train_lib.train(config, tmp_path / "run")
+
+
+def test_warmup_longer_than_the_run_is_shortened():
+  config = load_config("configs/shakespeare/mingru.py")
+  config.train.num_steps = 20
+  schedule = learning_rate_schedule(config.train)
+  assert schedule(0) == 0.0 and schedule(2) == pytest.approx(config.train.learning_rate)
+  assert schedule(20) == pytest.approx(config.train.end_learning_rate)
