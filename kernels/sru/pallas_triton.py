@@ -104,7 +104,7 @@ def _time_index(s, num_steps, backward):
   return s + backward * (num_steps - 1 - 2 * s)
 
 
-def _forward_kernel(*refs, k, num_steps, directions, reverse, scale_x, has_x, save_c, chunk,
+def _forward_kernel(*refs, num_steps, directions, reverse, scale_x, has_x, save_c, chunk,
                     prefetch):
   refs = list(refs)
   lengths_ref, u_ref = refs.pop(0), refs.pop(0)
@@ -144,7 +144,7 @@ def _forward_kernel(*refs, k, num_steps, directions, reverse, scale_x, has_x, sa
   c_last_ref[...] = _time_loop(num_steps, chunk, prefetch, load, compute, c0_ref[...])
 
 
-def _backward_kernel(*refs, k, num_steps, directions, reverse, scale_x, has_x, chunk,
+def _backward_kernel(*refs, num_steps, directions, reverse, scale_x, has_x, chunk,
                      prefetch):
   refs = list(refs)
   lengths_ref, u_ref = refs.pop(0), refs.pop(0)
@@ -236,7 +236,7 @@ def sru_forward(u, x, params, c0, seq_lengths, *, scale_x, reverse, save_c, inte
   Returns `(h, c_all, c_last)`: `h` in `u`'s dtype, `c_all` float32 `(batch, time, directions,
   hidden)` (None unless `save_c`), `c_last` float32 `(batch, directions, hidden)`.
   """
-  batch, num_steps, directions, k, hidden = u.shape
+  batch, num_steps, directions, _, hidden = u.shape
   block = _block_features(hidden, config.block_features)
   has_x = x is not None
   in_specs, _, seq, state = _specs(u.shape, block, has_x)
@@ -250,7 +250,7 @@ def sru_forward(u, x, params, c0, seq_lengths, *, scale_x, reverse, save_c, inte
   out_shape.append(jax.ShapeDtypeStruct((batch, directions, hidden), jnp.float32))
   out_specs.append(state)
   kernel = functools.partial(
-      _forward_kernel, k=k, num_steps=num_steps, directions=directions, reverse=reverse,
+      _forward_kernel, num_steps=num_steps, directions=directions, reverse=reverse,
       scale_x=scale_x, has_x=has_x, save_c=save_c, chunk=config.time_chunk,
       prefetch=config.prefetch)
   outs = pl.pallas_call(
@@ -271,7 +271,7 @@ def sru_backward(u, x, params, c0, seq_lengths, c_all, dh, dc_last, *, scale_x, 
   `dparams` is summed over the batch here (a small XLA reduction of the kernel's per-row
   partial sums) and returned in float32.
   """
-  batch, num_steps, directions, k, hidden = u.shape
+  batch, num_steps, directions, _, hidden = u.shape
   block = _block_features(hidden, config.block_features)
   has_x = x is not None
   in_specs, u_spec, seq, state = _specs(u.shape, block, has_x)
@@ -286,7 +286,7 @@ def sru_backward(u, x, params, c0, seq_lengths, c_all, dh, dc_last, *, scale_x, 
                 jax.ShapeDtypeStruct((batch, directions, hidden), jnp.float32)]
   out_specs += [pl.BlockSpec((None, None, 4, block), lambda d, b, j: (b, d, 0, j)), state]
   kernel = functools.partial(
-      _backward_kernel, k=k, num_steps=num_steps, directions=directions, reverse=reverse,
+      _backward_kernel, num_steps=num_steps, directions=directions, reverse=reverse,
       scale_x=scale_x, has_x=has_x, chunk=config.time_chunk,
       prefetch=config.prefetch)
   outs = pl.pallas_call(
