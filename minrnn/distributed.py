@@ -250,31 +250,30 @@ def _put_array(x: Any, sharding: NamedSharding) -> jax.Array:
   # Each process holds the whole value; it hands over only the slices of its own devices, which
   # works whether or not the sharding spans other processes' devices.
   host = np.asarray(x)
-  if len(sharding.spec) >= 1 and sharding.spec[0] is not None:
-    split = math.prod(sharding.mesh.shape[n] for n in
-                      (sharding.spec[0] if isinstance(sharding.spec[0], tuple)
-                       else (sharding.spec[0],)))
-    if host.shape[0] % split:
+  for dim, axis in enumerate(sharding.spec):
+    names = () if axis is None else (axis if isinstance(axis, tuple) else (axis,))
+    split = math.prod(sharding.mesh.shape[n] for n in names)
+    if dim < host.ndim and host.shape[dim] % split:
       raise ValueError(
-          f"An array of shape {host.shape} cannot be split {split} ways along its first axis "
-          f"(sharding {sharding.spec}); make the global batch a multiple of {split}.")
+          f"An array of shape {host.shape} cannot be split {split} ways along axis {dim} "
+          f"(mesh axes {names}); make that size (the global batch for axis 0, the sequence "
+          f"length for axis 1) a multiple of {split}.")
   return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
 
 def put(tree: Any, shardings: Any) -> Any:
   """Places every array of `tree` (host or device arrays, the same value on every process)
-  with the matching sharding of `shardings` (a pytree like `tree`, or one sharding for all)."""
-  if isinstance(shardings, jax.sharding.Sharding):
-    return jax.tree.map(lambda x: _put_array(x, shardings), tree)
+  with the matching sharding of `shardings`, a pytree shaped like `tree`."""
   return jax.tree.map(_put_array, tree, shardings)
 
 
 def shard_batch(batch: Mapping[str, Any], mesh: Mesh, *, data_axis: str | None = DATA_AXIS,
                 sequence_axis: str | None = None) -> dict[str, jax.Array]:
-  """The global batch (host arrays `(batch, time, ...)`, the same on every process) as arrays
-  split over the mesh; each process transfers only its own devices' slices."""
-  sharding = batch_sharding(mesh, data_axis, sequence_axis)
-  return {key: _put_array(value, sharding) for key, value in batch.items()}
+  """The global batch (host arrays `(batch, time, ...)` or `(batch,)`, the same on every
+  process) as arrays split over the mesh; each process transfers only its own devices' slices."""
+  spec = batch_sharding(mesh, data_axis, sequence_axis).spec
+  return {key: _put_array(value, NamedSharding(mesh, P(*spec[:np.ndim(value)])))
+          for key, value in batch.items()}
 
 
 def abstract(tree: Any, shardings: Any) -> Any:
@@ -282,11 +281,6 @@ def abstract(tree: Any, shardings: Any) -> Any:
   lays the restored arrays out on this run's mesh without first materialising `tree`."""
   return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=s),
                       tree, shardings)
-
-
-def host_value(x: Any) -> Any:
-  """A (replicated) array's value as numpy on this process, for logging and metrics."""
-  return jax.tree.map(np.asarray, jax.device_get(x))
 
 
 def jit_train_step(train_step: Callable, shardings: TrainShardings, *,

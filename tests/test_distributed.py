@@ -155,6 +155,14 @@ def _single_process_worker(checkpoint_dir: str) -> dict:
       with ocp.StandardCheckpointer() as checkpointer:
         checkpointer.save(pathlib.Path(checkpoint_dir) / "state", tree)
       np.savez(pathlib.Path(checkpoint_dir) / "expected.npz", *_leaves(tree))
+  try:
+    distributed.shard_batch({"lengths": np.zeros((8,), np.int32),
+                             "inputs": np.zeros((6, 16), np.int32)},
+                            distributed.make_mesh({"data": 4, "sequence": 2}),
+                            sequence_axis="sequence")
+    result["indivisible_batch_error"] = ""
+  except ValueError as e:
+    result["indivisible_batch_error"] = str(e)
   # The two-process run is compared with this, a plain run of the same steps.
   result["reference_params"] = [x.tolist() for x in _leaves(reference["params"])]
   return result
@@ -203,6 +211,12 @@ def test_sharding_rules_split_over_model_axis_only_where_they_divide(single_proc
   assert single_process["meshes"]["data=4,model=2"]["opt_state_specs"] == model_specs
 
 
+def test_batch_that_does_not_split_is_a_clear_error(single_process):
+  message = single_process["indivisible_batch_error"]
+  assert "(6, 16) cannot be split 4 ways along axis 0" in message
+  assert "multiple of 4" in message
+
+
 def test_checkpoint_from_8_devices_restores_on_1(single_process, checkpoint_dir):
   assert jax.device_count() == 1
   graphdef, params = nnx.split(_model(), nnx.Param)
@@ -234,6 +248,16 @@ def test_two_processes_match_one(single_process):
     np.testing.assert_allclose(run["losses"], single_process["reference_losses"], rtol=1e-5)
     for got, want in zip(run["params"], single_process["reference_params"]):
       np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_launcher_stops_the_others_when_one_process_fails():
+  # Process 1 would wait for a minute; process 0 fails at once, so the launcher ends both.
+  program = ("import os, sys, time\n"
+             "assert os.environ['JAX_COORDINATOR_ADDRESS'].startswith('127.0.0.1:')\n"
+             "if os.environ['JAX_PROCESS_ID'] == '0': sys.exit(3)\n"
+             "time.sleep(60)\n")
+  results = _launcher().launch([sys.executable, "-c", program], num_processes=2, timeout=30)
+  assert [code for code, _ in results] == [3, -9]
 
 
 def test_make_mesh_fills_the_rest_and_rejects_bad_sizes():
