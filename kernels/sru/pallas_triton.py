@@ -8,7 +8,7 @@ run in one launch: the direction is a grid axis that picks which way time is wal
 Each loop iteration handles `time_chunk` steps. The loads do not depend on `c`, so with
 `prefetch` (the default) an iteration issues the next chunk's loads before running its own
 chunk's dependent arithmetic: memory latency hides behind a chunk of steps instead of stalling
-each one (on an H100 this halved the time at T=4096; see NOTES.md).
+each one (on an H100 at T=4096 this halved the forward time; see NOTES.md).
 
 The forward kernel writes `h`, the final `c` and, when a backward pass will follow, every `c_t`.
 The backward kernel walks time the other way, recomputes the gates from the saved `c_{t−1}`,
