@@ -96,25 +96,28 @@ def _jax_recurrence(batch, num_steps, features, dtype, config, seed=0):
 
 
 def _install_official_sru():
-  """Imports the official `sru`, patching its C++ sources for current PyTorch first.
+  """Imports the official `sru` from a patched temporary copy of the installed package.
 
-  Its extensions are compiled from `csrc` at first use; `Tensor.type()` is gone from PyTorch's
-  C++ API, so the installed copy's sources are rewritten to `scalar_type()` before that.
+  Its extensions are compiled from `csrc` at first use, and `Tensor.type()` is gone from
+  PyTorch's C++ API; the copy's sources use `scalar_type()` instead. The installed package is
+  left untouched.
   """
   import importlib.util
+  import shutil
+  import tempfile
 
   spec = importlib.util.find_spec("sru")
   if spec is None:
     raise ImportError("sru is not installed (pip install sru==2.6.0)")
-  csrc = pathlib.Path(spec.origin).parent / "csrc"
-  for path in csrc.glob("*.c*"):
+  root = pathlib.Path(tempfile.mkdtemp(prefix="sru_patched_"))
+  shutil.copytree(pathlib.Path(spec.origin).parent, root / "sru")
+  for path in (root / "sru" / "csrc").glob("*.c*"):
     text = path.read_text()
-    patched = (text.replace("x.type().scalarType()", "x.scalar_type()")
-               .replace("x.type().is_cuda()", "x.is_cuda()")
-               .replace("U.type()", "U.scalar_type()")
-               .replace("AT_ASSERTM", "TORCH_CHECK"))
-    if patched != text:
-      path.write_text(patched)
+    path.write_text(text.replace("x.type().scalarType()", "x.scalar_type()")
+                    .replace("x.type().is_cuda()", "x.is_cuda()")
+                    .replace("U.type()", "U.scalar_type()")
+                    .replace("AT_ASSERTM", "TORCH_CHECK"))
+  sys.path.insert(0, str(root))
   import sru
   import sru.cuda_functional  # noqa: F401  (compiles the CUDA kernel now, not inside timing)
   return sru
