@@ -106,6 +106,8 @@ def _install_official_sru():
   import shutil
   import tempfile
 
+  if "sru" in sys.modules:
+    return sys.modules["sru"]
   spec = importlib.util.find_spec("sru")
   if spec is None:
     raise ImportError("sru is not installed (pip install sru==2.6.0)")
