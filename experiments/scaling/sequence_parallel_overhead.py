@@ -92,8 +92,8 @@ def main(argv=None) -> None:
                  # Work summed over the devices, relative to the one-device scan.
                  "total_flops_ratio": n * costs[n]["flops"] / costs[0]["flops"],
                  "total_bytes_ratio": n * costs[n]["bytes accessed"] / costs[0]["bytes accessed"],
-                 # The all-gathered (product of a, final state) pairs and the final-state psum.
-                 "exchanged_floats_per_device": (2 * n + 1) * args.batch * args.features})
+                 # The all-gathered (product of a, final state) pairs, its own included.
+                 "exchanged_floats_per_device": 2 * n * args.batch * args.features})
     print(f"{n} devices: {ms:.2f} ms ({ms / plain_ms:.2f}x the one-device scan)", flush=True)
 
   result = {
@@ -150,15 +150,19 @@ def _markdown(result) -> str:
     lines.append(f"| {row['devices']} | {row['ms']:.2f} | {row['ratio_to_plain']:.2f} | "
                  f"{row['total_flops_ratio']:.2f} | {row['total_bytes_ratio']:.2f} | "
                  f"{row['exchanged_floats_per_device']} |")
+  flops = [row["total_flops_ratio"] for row in result["rows"]]
+  traffic = [row["total_bytes_ratio"] for row in result["rows"]]
+  lines += ["", f"The per-chunk products of `a` and the correction pass (forward and backward) "
+            f"make the split scan {min(flops):.1f}–{max(flops):.1f}× the flops and "
+            f"{min(traffic):.1f}–{max(traffic):.1f}× the memory traffic of the plain one in "
+            "total, a factor that does not grow with the device count, so each device's share "
+            "falls as 1/n; the exchange is a few (batch × features) arrays per device."]
   if env["platform"] == "cpu":
-    lines += ["", "The CPU devices share the same cores (and this machine was shared with other "
-              "work: see the load average), so the times measure the cost of splitting, not a "
-              "speed-up, and vary by tens of percent between rounds (`ms_rounds` in the JSON). "
-              "The work column is the stable figure: the per-chunk products of `a` and the "
-              "correction pass (forward and backward) cost the split scan two to three times the "
-              "flops and about twice the memory traffic of the plain one in total, a factor "
-              "that does not grow with the device count, so each device's share still falls "
-              "as 1/n; the exchange stays at a few (batch × features) arrays per device."]
+    lines += ["", f"The CPU devices share this machine's {env['cpu_cores']} cores, which other "
+              "work was also using (see the load average): several devices can keep the cores "
+              "busy where one device's program may not, so the times mix the cost of splitting "
+              "with that parallelism and vary by tens of percent between rounds (`ms_rounds` "
+              "in the JSON). The work columns are the stable figures."]
   return "\n".join(lines) + "\n"
 
 
