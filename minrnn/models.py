@@ -136,5 +136,6 @@ def build_model(model: Any, vocab_size: int, seed: int) -> LanguageModel:
       tie_embeddings=model.tie_embeddings,
       implementation=model.implementation,
       dtype=dtype_from_name(model.dtype),
-      rngs=nnx.Rngs(params=seed),
+      # A default stream: cells that keep keys of their own (the SRU's dropout) find them.
+      rngs=nnx.Rngs(seed),
   )

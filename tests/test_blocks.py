@@ -43,7 +43,7 @@ def test_model_is_causal():
   assert not np.allclose(logits[:, 6:], changed[:, 6:])
 
 
-@pytest.mark.parametrize("cell", ["mingru", "minlstm", "gru", "lstm"])
+@pytest.mark.parametrize("cell", ["mingru", "minlstm", "gru", "lstm", "sru"])
 def test_step_decoding_reproduces_parallel_logits(cell):
   model = _model(cell)
   tokens = _tokens()
