@@ -120,13 +120,10 @@ class ResidualBlock(nnx.Module):
 
   def initialize_state(self, batch_size: int) -> BlockState:
     """The state before the first token: an empty conv window and the cell's initial carry."""
-    # Flax's GRU/LSTM cells ask for keys even for their default all-zeros carry; a fixed key
-    # keeps the state a pure function of the parameters.
-    carry = self.cell.initialize_carry((batch_size, self.features), rngs=nnx.Rngs(0))
     return {
         "conv": (None if self.conv is None
                  else self.conv.initial_window(batch_size, self.dtype or jnp.float32)),
-        "cell": carry,
+        "cell": self.cell.initialize_carry((batch_size, self.features)),
     }
 
   def _drop(self, x: jax.Array, rngs: nnx.Rngs | None) -> jax.Array:

@@ -162,6 +162,11 @@ class SequentialScan:
   `"sequential"`. Used for the traditional GRU and LSTM baselines.
   """
 
+  def initialize_carry(self, input_shape, rngs=None):
+    """Flax's initial carry; keys are optional, as they are for minrnn's own cells."""
+    # Flax's cells ask for keys even for their default all-zeros carry.
+    return super().initialize_carry(input_shape, nnx.Rngs(0) if rngs is None else rngs)
+
   def scan(self, x, carry=None, *, seq_lengths=None, reverse=False, implementation=None):
     """See `LinearRecurrentCell.scan`; the carry may be a pytree (the LSTM's `(c, h)`)."""
     if implementation not in (None, "sequential"):
@@ -171,8 +176,7 @@ class SequentialScan:
       )
     check_sequence(x, self.in_features)
     if carry is None:
-      # Flax's cells ask for keys even for their default all-zeros carry.
-      carry = self.initialize_carry((x.shape[0], self.in_features), nnx.Rngs(0))
+      carry = self.initialize_carry((x.shape[0], self.in_features))
     if reverse:
       x = flip_sequences(x, seq_lengths)
     mask = (jnp.ones(x.shape[:2], bool) if seq_lengths is None
