@@ -269,6 +269,13 @@ def test_make_mesh_fills_the_rest_and_rejects_bad_sizes():
     distributed.make_mesh({"data": 2})
 
 
+def test_make_mesh_reads_a_config_section():
+  config_dict = pytest.importorskip("ml_collections.config_dict")
+  mesh = distributed.make_mesh(config_dict.ConfigDict({"data": -1, "sequence": 1}))
+  assert mesh.axis_names == ("data", "sequence")
+  assert mesh.shape["data"] == jax.device_count()
+
+
 def test_initialize_without_coordinator_is_single_process(monkeypatch):
   monkeypatch.delenv(distributed.COORDINATOR_ENV, raising=False)
   assert distributed.initialize() is False
