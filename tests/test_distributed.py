@@ -43,12 +43,16 @@ _MESHES = {
 _CHECKPOINTED_MESH = "data=4,model=2"
 
 
-def _launcher():
-  spec = importlib.util.spec_from_file_location(
-      "launch_multiprocess", _REPO / "scripts" / "launch_multiprocess.py")
+def _load(path: pathlib.Path):
+  """A script (outside the package) as a module."""
+  spec = importlib.util.spec_from_file_location(path.stem, path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
+
+
+def _launcher():
+  return _load(_REPO / "scripts" / "launch_multiprocess.py")
 
 
 def _run_self(*args: str, num_processes: int, cpu_devices_per_process: int) -> list[dict]:
@@ -258,6 +262,25 @@ def test_launcher_stops_the_others_when_one_process_fails():
              "time.sleep(60)\n")
   results = _launcher().launch([sys.executable, "-c", program], num_processes=2, timeout=30)
   assert [code for code, _ in results] == [3, -9]
+
+
+def test_longest_sequence_search_brackets_the_memory_limit(monkeypatch):
+  script = _load(_REPO / "experiments" / "scaling" / "longest_sequence.py")
+  limit = 45_000  # Lengths above this "run out of memory".
+
+  def probe(num_steps, argv, args):
+    if num_steps > limit:
+      return {"time": num_steps, "ok": False, "failure": "out of memory"}
+    return {"time": num_steps, "ok": True, "step_ms": 1.0, "peak_bytes": num_steps}
+
+  monkeypatch.setattr(script, "_run_probe", probe)
+  args = script._parse_args(["--start", "4096", "--granularity", "1024"])
+  result = script.search(args, [])
+  assert result["search_finished"]
+  # 44 * 1024 = 45056 is over the limit; 43 * 1024 is the longest multiple of 1024 under it.
+  assert result["longest_time"] == 43 * 1024
+  assert result["shortest_failing_time"] == 44 * 1024
+  assert [p["time"] for p in result["probes"]][:4] == [4096, 8192, 16384, 32768]
 
 
 def test_make_mesh_fills_the_rest_and_rejects_bad_sizes():
