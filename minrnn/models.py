@@ -17,6 +17,8 @@ from flax import nnx
 from flax.typing import Dtype
 
 from minrnn.blocks import BlockState, ResidualBlock
+from minrnn.srupp import build_srupp_model
+from minrnn.transformer import TransformerLM
 
 ModelState = list[BlockState]
 
@@ -122,8 +124,19 @@ def dtype_from_name(name: str) -> Dtype:
   return _DTYPES[name]
 
 
-def build_model(model: Any, vocab_size: int, seed: int) -> LanguageModel:
-  """A `LanguageModel` from a config's `model` section (see `configs/`)."""
+def build_model(model: Any, vocab_size: int, seed: int) -> LanguageModel | TransformerLM:
+  """A `LanguageModel` from a config's `model` section (see `configs/`); with
+  `model.cell = "transformer"` the attention baseline `minrnn.transformer.TransformerLM`."""
+  if model.cell == "transformer":
+    # Attention is not a recurrent cell: it has its own model, built from the same section.
+    return TransformerLM(
+        vocab_size, features=model.features, num_layers=model.num_layers,
+        mlp_expansion=model.mlp_expansion, dropout=model.dropout,
+        tie_embeddings=model.tie_embeddings, dtype=dtype_from_name(model.dtype),
+        rngs=nnx.Rngs(seed), **dict(model.cell_kwargs))
+  if model.cell == "srupp":
+    # SRU++ puts attention inside the recurrence's input projection: its own model.
+    return build_srupp_model(model, vocab_size, seed, dtype_from_name(model.dtype))
   return LanguageModel(
       vocab_size,
       features=model.features,

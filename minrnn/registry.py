@@ -48,3 +48,13 @@ register_cell("minlstm", cells.MinLSTM)
 register_cell("gru", cells.GRU)
 register_cell("lstm", cells.LSTM)
 register_cell("sru", cells.SRUCell)
+
+
+def _mamba(*args, **kwargs):
+  """`minrnn.mamba.Mamba`, imported on first use: it builds on `minrnn.blocks`, which imports
+  this registry."""
+  from minrnn.mamba import Mamba  # pylint: disable=g-import-not-at-top
+  return Mamba(*args, **kwargs)
+
+
+register_cell("mamba", _mamba)

@@ -1,0 +1,143 @@
+"""Mamba's selective state-space mixer (Gu & Dao, 2023, arXiv 2312.00752) in pure JAX.
+
+    x, z = in_proj(u)                                 # each (batch, time, inner)
+    x = silu(CausalConv(x))
+    dt = softplus(dt_proj(x_proj_dt(x)));  B, C = x_proj_B(x), x_proj_C(x)   # B, C (.., state)
+    h_t = exp(dt_t A) ⊙ h_{t-1} + (dt_t x_t) ⊗ B_t    # h (batch, inner, state), A = -exp(A_log)
+    y_t = h_t C_t + D ⊙ x_t;   out = out_proj(y ⊙ silu(z))
+
+The recurrence is the same linear scan as minGRU's over `inner * state` features, so it runs
+through `minrnn.ops.linear_scan` (and its Pallas kernel on GPU). The class has minrnn's cell
+interface (`initialize_carry`, `__call__` for one step, `scan` for a sequence) and is registered
+as `"mamba"`, so a config picks it with `model.cell = "mamba"`; the block's own conv is then
+redundant (set `model.conv_kernel_size = 0`): the mixer convolves after its expansion.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from flax.typing import Dtype
+
+from minrnn import blocks
+from minrnn.cells.base import LOG_SPACE_IMPLEMENTATIONS
+from minrnn.ops import check_sequence
+from minrnn.ops.linear_scan import linear_scan
+
+# {"conv": (batch, conv_kernel_size - 1, inner) recent conv inputs,
+#  "ssm": float32 (batch, inner, state_size)}.
+MambaCarry = dict[str, jax.Array]
+
+
+class Mamba(nnx.Module):
+  """The Mamba mixer with `in_features` in and `hidden_features` out.
+
+  Args:
+    in_features: input width.
+    hidden_features: output width.
+    state_size: N, the SSM state per channel (16 in Mamba).
+    expansion: inner width as a multiple of `in_features` (2 in Mamba).
+    conv_kernel_size: taps of the causal depthwise conv (4 in Mamba).
+    dt_rank: rank of the step-size projection (None: `ceil(in_features / 16)` as in Mamba).
+    dt_min, dt_max: range of the initial step sizes (log-uniform).
+    implementation: the `minrnn.ops.linear_scan` path (None: the platform's default).
+    dtype: compute dtype (None: the inputs'); the SSM state is float32.
+    param_dtype: parameter dtype.
+    rngs: parameter initialisation keys.
+  """
+
+  def __init__(self, in_features: int, hidden_features: int, *, state_size: int = 16,
+               expansion: int = 2, conv_kernel_size: int = 4, dt_rank: int | None = None,
+               dt_min: float = 1e-3, dt_max: float = 0.1, implementation: str | None = None,
+               dtype: Dtype | None = None, param_dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
+    if conv_kernel_size < 1:
+      raise ValueError(f"Mamba needs conv_kernel_size >= 1, got {conv_kernel_size}.")
+    self.in_features = in_features
+    self.hidden_features = hidden_features
+    self.inner = expansion * in_features
+    self.state_size = state_size
+    self.dt_rank = dt_rank or math.ceil(in_features / 16)
+    self.implementation = implementation
+    self.dtype = dtype
+    common = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    self.in_proj = nnx.Linear(in_features, 2 * self.inner, use_bias=False, **common)
+    self.conv = blocks.CausalConv(self.inner, conv_kernel_size, **common)
+    self.x_proj = nnx.Linear(self.inner, self.dt_rank + 2 * state_size, use_bias=False,
+                             **common)
+    # Mamba's step-size init: softplus(bias) log-uniform in [dt_min, dt_max].
+    dt = jnp.exp(jax.random.uniform(rngs.params(), (self.inner,)) *
+                 (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
+    self.dt_proj = nnx.Linear(self.dt_rank, self.inner, **common)
+    self.dt_proj.bias = nnx.Param((dt + jnp.log(-jnp.expm1(-dt))).astype(param_dtype))
+    # S4D-real init: A = -(1, 2, ..., N) for every channel.
+    self.A_log = nnx.Param(jnp.log(jnp.broadcast_to(
+        jnp.arange(1, state_size + 1, dtype=jnp.float32), (self.inner, state_size)
+    )).astype(param_dtype))
+    self.D = nnx.Param(jnp.ones((self.inner,), param_dtype))
+    self.out_proj = nnx.Linear(self.inner, hidden_features, use_bias=False, **common)
+
+  def initialize_carry(self, input_shape: tuple[int, ...], rngs: Any = None) -> MambaCarry:
+    """Empty conv window and zero SSM state for inputs `(batch, in_features)`."""
+    del rngs  # Flax's cell interface passes keys; the initial state is all zeros.
+    batch = input_shape[0]
+    return {
+        "conv": self.conv.initial_window(batch, self.dtype or jnp.float32),
+        "ssm": jnp.zeros((batch, self.inner, self.state_size), jnp.float32),
+    }
+
+  def _ssm_inputs(self, u: jax.Array, window: jax.Array):
+    x, z = jnp.split(self.in_proj(u), 2, axis=-1)
+    x, window = self.conv(x, window)
+    x = jax.nn.silu(x)
+    dt, B, C = jnp.split(self.x_proj(x), [self.dt_rank, self.dt_rank + self.state_size], -1)
+    dt = jax.nn.softplus(self.dt_proj(dt).astype(jnp.float32))
+    A = -jnp.exp(self.A_log[...].astype(jnp.float32))
+    a = jnp.exp(dt[..., None] * A)  # (batch, time, inner, state)
+    b = (dt * x.astype(jnp.float32))[..., None] * B.astype(jnp.float32)[..., None, :]
+    return x, z, C, a, b, window
+
+  def _output(self, h, x, z, C, dtype):
+    y = jnp.einsum("btin,btn->bti", h, C.astype(jnp.float32))
+    y = y + self.D[...].astype(jnp.float32) * x.astype(jnp.float32)
+    y = y.astype(dtype) * jax.nn.silu(z)
+    return self.out_proj(y)
+
+  def scan(self, x: jax.Array, carry: MambaCarry | None = None, *,
+           implementation: str | None = None) -> tuple[MambaCarry, jax.Array]:
+    """A whole sequence: x `(batch, time, in_features)`.
+
+    Returns `(carry, y)`: the state after the last step and y `(batch, time, hidden_features)`
+    in the compute dtype.
+    """
+    check_sequence(x, self.in_features)
+    implementation = implementation or self.implementation
+    if implementation in LOG_SPACE_IMPLEMENTATIONS:
+      raise ValueError(
+          f"implementation={implementation!r} works in log space and needs positive inputs; "
+          "Mamba's inputs to the scan can be negative. Use 'associative', 'sequential', "
+          "'pallas' or None.")
+    if carry is None:
+      carry = self.initialize_carry((x.shape[0], self.in_features))
+    xs, z, C, a, b, window = self._ssm_inputs(x, carry["conv"])
+    batch, time = x.shape[:2]
+    features = self.inner * self.state_size
+    h, h_last = linear_scan(a.reshape(batch, time, features), b.reshape(batch, time, features),
+                            carry["ssm"].reshape(batch, features),
+                            implementation=implementation)
+    h = h.reshape(batch, time, self.inner, self.state_size)
+    y = self._output(h, xs, z, C, self.dtype or x.dtype)
+    return {"conv": window, "ssm": h_last.reshape(carry["ssm"].shape)}, y
+
+  def __call__(self, carry: MambaCarry, x: jax.Array) -> tuple[MambaCarry, jax.Array]:
+    """One step: x `(batch, in_features)`. Returns `(carry, y)`, y `(batch, hidden_features)`."""
+    if x.ndim != 2 or x.shape[-1] != self.in_features:
+      raise ValueError(f"Step input must have shape (batch, {self.in_features}), got "
+                       f"{tuple(x.shape)}. For a whole sequence call .scan(x) instead.")
+    xs, z, C, a, b, window = self._ssm_inputs(x[:, None], carry["conv"])
+    h = a[:, 0] * carry["ssm"] + b[:, 0]
+    y = self._output(h[:, None], xs, z, C, self.dtype or x.dtype)
+    return {"conv": window, "ssm": h}, y[:, 0]
