@@ -12,6 +12,21 @@ evaluation loss), `final_eval.json` and `loss_curve.png`. Batches and dropout ke
 functions of `(seed, step)`, so a run that is stopped and resumed computes exactly the losses of
 one that never stopped. `train.stop_at_step` stops early on purpose (to split a long run into
 chunks that fit a time limit); the learning-rate schedule still follows `train.num_steps`.
+
+Tasks other than language modelling use the same loop through optional methods of the task
+object (`minrnn.rl.task.DecisionTask` is one): `build_model(model_config, seed)` builds the
+model, `loss(model, batch, rngs)` is the training loss, `eval_sums(model, batch)` returns summed
+evaluation statistics that `eval_metrics(totals)` turns into metrics (with a `loss`), and
+`final_evaluation(model)` (e.g. environment rollouts) runs once at the end; its result is stored
+under `final_evaluation` in `final_eval.json`. Without them the task is a token LM task.
+
+Long-context language modelling (`minrnn.data.segments.SegmentStream`, a task with
+`carries_state = True`) trains by truncated backpropagation through time: each batch is the next
+segment of every row's stream, and the model state after it (recurrent states, attention memory)
+starts the next batch, with gradients stopped between segments. The state is checkpointed with
+the parameters, so resumed runs stay exact. Evaluation runs over the whole split with the state
+carried, and reports bits per token (bits per character on enwik8) and perplexity; the final
+evaluation also scores every other evaluation split of the task (e.g. test) under `splits`.
 """
 
 from __future__ import annotations
@@ -65,9 +80,10 @@ class TrainState:
     return {"params": self.params, "opt_state": self.opt_state}
 
 
-def create_state(config: Any, vocab_size: int) -> TrainState:
-  """A freshly initialised model and optimizer state for `config`."""
-  model = build_model(config.model, vocab_size, config.seed)
+def create_state(config: Any, vocab_size: int, model: nnx.Module | None = None) -> TrainState:
+  """A freshly initialised model (unless given) and optimizer state for `config`."""
+  if model is None:
+    model = build_model(config.model, vocab_size, config.seed)
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   tx, schedule = make_optimizer(config.train)
   return TrainState(graphdef, rest, params, tx.init(params), tx, schedule)
@@ -80,16 +96,23 @@ def weighted_cross_entropy(logits: jax.Array, targets: jax.Array,
   return jnp.sum(losses * weights) / jnp.maximum(jnp.sum(weights), 1.0)
 
 
-def make_train_step(state: TrainState):
-  """A jitted `(params, opt_state, batch, dropout_key) -> (params, opt_state, metrics)`."""
+def language_model_loss(model: LanguageModel, batch, rngs: nnx.Rngs) -> jax.Array:
+  logits, _ = model(batch["inputs"], rngs=rngs)
+  return weighted_cross_entropy(logits, batch["targets"], batch["weights"])
+
+
+def make_train_step(state: TrainState, task_loss=language_model_loss):
+  """A jitted `(params, opt_state, batch, dropout_key) -> (params, opt_state, metrics)`.
+
+  `task_loss(model, batch, rngs)` is the scalar loss (default: next-token cross-entropy).
+  """
   graphdef, rest, tx = state.graphdef, state.rest, state.tx
 
   @functools.partial(jax.jit, donate_argnums=(0, 1))
   def train_step(params, opt_state, batch, dropout_key):
     def loss_fn(params):
       model = nnx.merge(graphdef, params, rest)
-      logits, _ = model(batch["inputs"], rngs=nnx.Rngs(dropout=dropout_key))
-      return weighted_cross_entropy(logits, batch["targets"], batch["weights"])
+      return task_loss(model, batch, nnx.Rngs(dropout=dropout_key))
 
     loss, grads = jax.value_and_grad(loss_fn)(params)
     updates, opt_state = tx.update(grads, opt_state, params)
@@ -99,13 +122,16 @@ def make_train_step(state: TrainState):
   return train_step
 
 
-def make_eval_step(state: TrainState):
-  """A jitted `(params, batch) -> sums` of loss, weights and correct predictions."""
+def make_eval_step(state: TrainState, task_eval_sums=None):
+  """A jitted `(params, batch) -> sums` of loss, weights and correct predictions, or of
+  `task_eval_sums(model, batch)` when given."""
   graphdef, rest = state.graphdef, state.rest
 
   @jax.jit
   def eval_step(params, batch):
     model = nnx.merge(graphdef, params, rest)
+    if task_eval_sums is not None:
+      return task_eval_sums(model, batch)
     logits, _ = model(batch["inputs"])
     weights = batch["weights"]
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["targets"])
@@ -123,6 +149,61 @@ def make_eval_step(state: TrainState):
   return eval_step
 
 
+def make_segment_train_step(state: TrainState):
+  """A jitted `(params, opt_state, batch, dropout_key, model_state) -> (params, opt_state,
+  metrics, model_state)`: one segment of truncated backpropagation through time."""
+  graphdef, rest, tx = state.graphdef, state.rest, state.tx
+
+  @functools.partial(jax.jit, donate_argnums=(0, 1))
+  def train_step(params, opt_state, batch, dropout_key, model_state):
+    def loss_fn(params):
+      model = nnx.merge(graphdef, params, rest)
+      logits, new_state = model(batch["inputs"], model_state,
+                                rngs=nnx.Rngs(dropout=dropout_key))
+      return weighted_cross_entropy(logits, batch["targets"], batch["weights"]), new_state
+
+    (loss, new_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
+    metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
+    return params, opt_state, metrics, jax.lax.stop_gradient(new_state)
+
+  return train_step
+
+
+def make_segment_eval_step(state: TrainState):
+  """A jitted `(params, batch, model_state) -> (sums, model_state)`."""
+  graphdef, rest = state.graphdef, state.rest
+
+  @jax.jit
+  def eval_step(params, batch, model_state):
+    model = nnx.merge(graphdef, params, rest)
+    logits, model_state = model(batch["inputs"], model_state)
+    weights = batch["weights"]
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["targets"])
+    correct = jnp.argmax(logits, -1) == batch["targets"]
+    return {"loss": jnp.sum(losses * weights), "weight": jnp.sum(weights),
+            "correct": jnp.sum(correct * weights)}, model_state
+
+  return eval_step
+
+
+def evaluate_segments(eval_step, state: TrainState, task: Task,
+                      split: str | None = None) -> dict[str, float]:
+  """Metrics over a whole split of a segment-stream task, the model state carried from each
+  segment to the next (each row starts from a fresh state). Returns loss (nats per token),
+  bits_per_token, perplexity and accuracy."""
+  model_state = state.model().initialize_state(task.eval_batch_size)
+  totals = None
+  for batch in task.eval_batches(split):
+    sums, model_state = eval_step(state.params, _device_batch(batch), model_state)
+    totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+  totals = {k: float(v) for k, v in jax.device_get(totals).items()}
+  loss = totals["loss"] / totals["weight"]
+  return {"loss": loss, "bits_per_token": loss / math.log(2), "perplexity": math.exp(loss),
+          "accuracy": totals["correct"] / totals["weight"]}
+
+
 def evaluate(eval_step, params, task: Task) -> dict[str, float]:
   """Metrics over the task's whole evaluation set.
 
@@ -136,6 +217,8 @@ def evaluate(eval_step, params, task: Task) -> dict[str, float]:
   if totals is None:
     raise ValueError(f"The {task.name} task has no evaluation batches; check data.eval_batches.")
   totals = {k: float(v) for k, v in jax.device_get(totals).items()}
+  if hasattr(task, "eval_metrics"):
+    return task.eval_metrics(totals)
   loss = totals["loss"] / totals["weight"]
   return {
       "loss": loss,
@@ -180,22 +263,41 @@ def train(config: Any, workdir: str | pathlib.Path) -> dict[str, Any]:
   stop = tc.num_steps if tc.stop_at_step is None else min(tc.stop_at_step, tc.num_steps)
 
   task = make_task(config.data, config.seed)
-  state = create_state(config, task.vocab_size)
+  model = task.build_model(config.model, config.seed) if hasattr(task, "build_model") else None
+  state = create_state(config, getattr(task, "vocab_size", None), model)
   checkpoints = Checkpoints(workdir / CHECKPOINT_DIR, keep=tc.keep_checkpoints)
   best = Checkpoints(workdir / BEST_DIR, keep=1)
   start, best_loss = 0, math.inf
+  carries = getattr(task, "carries_state", False)
+  # The model state carried from one segment to the next (segment-stream tasks only).
+  model_state = state.model().initialize_state(task.batch_size) if carries else None
+
+  def checkpoint_tree() -> dict[str, Any]:
+    tree = state.checkpoint_tree()
+    if carries:
+      tree["model_state"] = jax.tree.leaves(model_state)
+    return tree
+
   if checkpoints.latest_step() is not None:
-    tree, meta = checkpoints.restore(checkpoints.latest_step(), state.checkpoint_tree())
+    tree, meta = checkpoints.restore(checkpoints.latest_step(), checkpoint_tree())
     state.params, state.opt_state = tree["params"], tree["opt_state"]
+    if carries:
+      model_state = jax.tree.unflatten(jax.tree.structure(model_state), tree["model_state"])
     start, best_loss = meta["step"], meta["best_eval_loss"]
     print(f"Resuming from step {start} ({checkpoints.directory}).")
 
   writer = MetricsWriter(workdir, tensorboard=tc.tensorboard, resume_step=start)
-  train_step, eval_step = make_train_step(state), make_eval_step(state)
+  if carries:
+    train_step, eval_step = make_segment_train_step(state), make_segment_eval_step(state)
+    run_eval = lambda split=None: evaluate_segments(eval_step, state, task, split)
+  else:
+    train_step = make_train_step(state, getattr(task, "loss", language_model_loss))
+    eval_step = make_eval_step(state, getattr(task, "eval_sums", None))
+    run_eval = lambda: evaluate(eval_step, state.params, task)
   dropout_root = jax.random.key(config.seed)
 
   def save(step: int) -> None:
-    checkpoints.save(step, state.checkpoint_tree(), {"step": step, "best_eval_loss": best_loss})
+    checkpoints.save(step, checkpoint_tree(), {"step": step, "best_eval_loss": best_loss})
 
   progress = tqdm(total=tc.num_steps, initial=start, disable=not tc.progress_bar,
                   unit="step", dynamic_ncols=True)
@@ -204,11 +306,17 @@ def train(config: Any, workdir: str | pathlib.Path) -> dict[str, Any]:
   try:
     for step in range(start, stop):
       batch = task.train_batch(step)
-      state.params, state.opt_state, metrics = train_step(
-          state.params, state.opt_state, _device_batch(batch),
-          jax.random.fold_in(dropout_root, step))
+      dropout_key = jax.random.fold_in(dropout_root, step)
+      if carries:
+        if task.starts_stream(step):
+          model_state = state.model().initialize_state(task.batch_size)
+        state.params, state.opt_state, metrics, model_state = train_step(
+            state.params, state.opt_state, _device_batch(batch), dropout_key, model_state)
+      else:
+        state.params, state.opt_state, metrics = train_step(
+            state.params, state.opt_state, _device_batch(batch), dropout_key)
       done = step + 1
-      tokens_since += batch["inputs"].size
+      tokens_since += batch["weights"].size
       progress.update(1)
       if done % tc.log_every == 0 or done == stop:
         metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
@@ -220,7 +328,7 @@ def train(config: Any, workdir: str | pathlib.Path) -> dict[str, Any]:
         progress.set_postfix(loss=f"{metrics['loss']:.4f}",
                              tok_s=f"{metrics['tokens_per_sec']:.3g}")
       if done % tc.eval_every == 0 or done == tc.num_steps:
-        eval_metrics, eval_step_done = evaluate(eval_step, state.params, task), done
+        eval_metrics, eval_step_done = run_eval(), done
         writer.write(done, "eval", eval_metrics)
         if eval_metrics["loss"] < best_loss:
           best_loss = eval_metrics["loss"]
@@ -238,7 +346,7 @@ def train(config: Any, workdir: str | pathlib.Path) -> dict[str, Any]:
 
   final_step = max(start, stop)
   if eval_step_done != final_step:
-    eval_metrics = evaluate(eval_step, state.params, task)
+    eval_metrics = run_eval()
   result = {
       "step": final_step,
       "completed": final_step >= tc.num_steps,
@@ -248,6 +356,10 @@ def train(config: Any, workdir: str | pathlib.Path) -> dict[str, Any]:
       "cell": config.model.cell,
       "environment": _environment(),
   }
+  if carries:
+    result["splits"] = {split: run_eval(split) for split in task.eval_splits[1:]}
+  if hasattr(task, "final_evaluation"):
+    result["final_evaluation"] = task.final_evaluation(state.model())
   (workdir / FINAL_EVAL_FILE).write_text(json.dumps(result, indent=2))
   plot_loss_curve(read_metrics(workdir / METRICS_FILE), workdir / LOSS_CURVE_FILE,
                   title=f"{task.name} / {config.model.cell}")
@@ -257,6 +369,20 @@ def train(config: Any, workdir: str | pathlib.Path) -> dict[str, Any]:
 def _summary(result: dict[str, Any], workdir: pathlib.Path) -> str:
   ev = result["eval"]
   state = "finished" if result["completed"] else "stopped early (resume by running again)"
+  if "bits_per_token" not in ev:
+    metrics = ", ".join(f"{k} {v:.4g}" for k, v in ev.items())
+    final = result.get("final_evaluation", {})
+    score = (f" normalised score {final['normalized_score']:.1f}."
+             if "normalized_score" in final else "")
+    return (f"Step {result['step']} ({state}): eval {metrics}.{score}\n"
+            f"Outputs in {workdir.resolve()}, results in {FINAL_EVAL_FILE}.")
+  if "perplexity" in ev:
+    splits = "".join(
+        f"; {name} {m['bits_per_token']:.4f} bits/token, perplexity {m['perplexity']:.3f}"
+        for name, m in result.get("splits", {}).items())
+    return (f"Step {result['step']} ({state}): eval {ev['bits_per_token']:.4f} bits/token, "
+            f"perplexity {ev['perplexity']:.3f}{splits}.\n"
+            f"Outputs in {workdir.resolve()}, results in {FINAL_EVAL_FILE}.")
   return (
       f"Step {result['step']} ({state}): eval loss {ev['loss']:.4f} nats "
       f"({ev['bits_per_token']:.3f} bits/token), accuracy {ev['accuracy']:.4f}, "

@@ -35,6 +35,10 @@ def make_task(data: Any, seed: int) -> Task:
     # Imported here: the D4RL task brings its model and environments (the optional `rl` extra).
     from minrnn.rl.task import make_decision_task
     return make_decision_task(data, seed)
+  if data.name == "d4rl":
+    # Imported here: the D4RL task brings its model and environments (the optional `rl` extra).
+    from minrnn.rl.task import make_decision_task
+    return make_decision_task(data, seed)
   raise ValueError(f"Unknown data.name {data.name!r}; choose one of {TASKS}.")
 
 
