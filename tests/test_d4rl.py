@@ -1,0 +1,168 @@
+"""D4RL: the hdf5 reader, trajectories and windows, scores, configs, and a tiny train + rollout."""
+
+import importlib.util
+import json
+import pathlib
+
+import numpy as np
+import pytest
+
+from minrnn import train as train_lib
+from minrnn.data import d4rl
+from minrnn.rl import config as rl_config
+from minrnn.rl.evaluate import REFERENCE_RETURNS, normalized_score
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+STATE_DIM, ACT_DIM = 11, 3  # Hopper's sizes, so the fixture can drive Hopper-v5 rollouts.
+# Trajectories: 0-3 (terminal), 4-9 (timeout), 10-10 (terminal), 11-14 (no flag: unfinished).
+TERMINALS, TIMEOUTS, N = (3, 10), (9,), 15
+
+
+def _fixture(path, n=N, terminals=TERMINALS, timeouts=TIMEOUTS, seed=0):
+  rng = np.random.default_rng(seed)
+  data = {
+      "observations": rng.normal(2.0, 3.0, size=(n, STATE_DIM)).astype(np.float32),
+      "actions": rng.uniform(-1, 1, size=(n, ACT_DIM)).astype(np.float32),
+      "rewards": np.arange(n, dtype=np.float32),
+      "terminals": np.zeros(n, bool),
+      "timeouts": np.zeros(n, bool),
+  }
+  data["terminals"][list(terminals)] = True
+  data["timeouts"][list(timeouts)] = True
+  d4rl.write_d4rl(path, data)
+  return data
+
+
+def _task(tmp_path, **kwargs):
+  _fixture(tmp_path / "d4rl" / "hopper_medium-v2.hdf5")
+  args = dict(env="hopper", file="d4rl/hopper_medium-v2.hdf5", batch_size=4, context=3,
+              return_scale=10.0, max_timestep=5, eval_fraction=0.0, eval_batches=1, seed=0,
+              data_dir=str(tmp_path))
+  return d4rl.D4RLTask(**{**args, **kwargs})
+
+
+def test_trajectories_end_at_terminals_and_timeouts(tmp_path):
+  written = _fixture(tmp_path / "f.hdf5")
+  data = d4rl.read_d4rl(tmp_path / "f.hdf5")
+  assert set(data) == set(d4rl.D4RL_KEYS) and data["terminals"].dtype == bool
+  trajectories = d4rl.split_trajectories(data)
+  assert [len(t) for t in trajectories] == [4, 6, 1, 4]
+  assert [t.terminal for t in trajectories] == [True, False, True, False]
+  np.testing.assert_array_equal(trajectories[1].observations, written["observations"][4:10])
+  # Rewards are 0..14, so the second trajectory's returns-to-go are 4+...+9, 5+...+9, ...
+  np.testing.assert_allclose(trajectories[1].returns_to_go, [39, 35, 30, 24, 17, 9])
+  np.testing.assert_allclose(trajectories[2].returns_to_go, [10])
+  assert trajectories[0].episode_return == 0 + 1 + 2 + 3
+
+
+def test_a_flag_on_the_last_row_leaves_no_empty_trajectory(tmp_path):
+  _fixture(tmp_path / "f.hdf5", n=6, terminals=(5,), timeouts=(2,))
+  trajectories = d4rl.split_trajectories(d4rl.read_d4rl(tmp_path / "f.hdf5"))
+  assert [len(t) for t in trajectories] == [3, 3]
+
+
+def test_windows_are_normalised_padded_and_fixed_by_seed_and_step(tmp_path):
+  task = _task(tmp_path)
+  data = d4rl.read_d4rl(task.path)
+  np.testing.assert_allclose(task.state_mean, data["observations"].mean(0), rtol=1e-6)
+  batch = task.train_batch(7)
+  assert {k: v.shape for k, v in batch.items()} == {
+      "returns_to_go": (4, 3), "states": (4, 3, STATE_DIM), "actions": (4, 3, ACT_DIM),
+      "timesteps": (4, 3), "weights": (4, 3)}
+  for k, v in task.train_batch(7).items():
+    np.testing.assert_array_equal(v, batch[k])
+  assert any(not np.array_equal(v, batch[k]) for k, v in task.train_batch(8).items())
+  by_obs = {tuple(np.round(task.normalize_states(o), 5)): (i, t)
+            for i, traj in enumerate(task.train_trajectories)
+            for t, o in enumerate(traj.observations)}
+  for row in range(4):
+    valid = batch["weights"][row] > 0
+    # Real steps come first, padding (all zeros) after them.
+    assert valid[0] and np.all(np.diff(valid.astype(int)) <= 0)
+    assert not batch["states"][row][~valid].any() and not batch["actions"][row][~valid].any()
+    i, t0 = by_obs[tuple(np.round(batch["states"][row, 0], 5))]
+    traj = task.train_trajectories[i]
+    n = int(valid.sum())
+    assert n == min(3, len(traj) - t0)
+    np.testing.assert_allclose(batch["returns_to_go"][row, :n],
+                               traj.returns_to_go[t0:t0 + n] / 10.0, rtol=1e-6)
+    np.testing.assert_array_equal(batch["actions"][row, :n], traj.actions[t0:t0 + n])
+    # Timesteps count from the episode's start and are clipped below max_timestep.
+    np.testing.assert_array_equal(batch["timesteps"][row, :n],
+                                  np.minimum(np.arange(t0, t0 + n), 4))
+
+
+def test_missing_file_names_it_and_says_how_to_get_it(tmp_path):
+  with pytest.raises(FileNotFoundError, match=r"walker2d_medium_expert-v2\.hdf5") as info:
+    d4rl.find_d4rl_file("d4rl/walker2d_medium_expert-v2.hdf5", tmp_path)
+  assert str(tmp_path) in str(info.value) and "MINRNN_DATA_DIR" in str(info.value)
+
+
+def test_file_without_d4rl_keys_is_a_clear_error(tmp_path):
+  import h5py
+  with h5py.File(tmp_path / "bad.hdf5", "w") as f:
+    f["observations"] = np.zeros((3, 2))
+  with pytest.raises(ValueError, match=r"lacks the D4RL keys \['actions'"):
+    d4rl.read_d4rl(tmp_path / "bad.hdf5")
+
+
+def test_normalized_score_uses_d4rl_reference_returns():
+  for env, (low, high) in REFERENCE_RETURNS.items():
+    assert normalized_score(env, low) == pytest.approx(0.0)
+    assert normalized_score(env, high) == pytest.approx(100.0)
+  assert normalized_score("hopper", 3234.3 / 2 - 20.272305 / 2) == pytest.approx(50.0)
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs" / "d4rl").glob("*.py")),
+                         ids=lambda p: p.stem)
+def test_configs_name_their_task_and_have_the_loop_keys(path):
+  spec = importlib.util.spec_from_file_location("d4rl_config_under_test", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  env, *dataset, cell = path.stem.split("_")
+  for variant in ("paper", "cpu"):
+    config = module.get_config(variant)
+    assert (config.data.env, config.data.dataset, config.model.cell) == (
+        env, "_".join(dataset), cell)
+    assert config.data.file == f"d4rl/{env}_{'_'.join(dataset)}-v2.hdf5"
+    assert set(config.train.keys()) == set(rl_config.d4rl_config("hopper", "medium",
+                                                                 "mingru").train.keys())
+    assert 0 <= config.train.warmup_steps < config.train.num_steps
+  assert len(list(path.parent.glob("*.py"))) == 9 * len(rl_config.CELLS)
+
+
+def test_tiny_train_and_rollout_end_to_end(tmp_path):
+  pytest.importorskip("mujoco", reason="rollouts need gymnasium[mujoco] (the `rl` extra)")
+  pytest.importorskip("gymnasium", reason="rollouts need gymnasium[mujoco] (the `rl` extra)")
+  _fixture(tmp_path / "data" / "d4rl" / "hopper_medium-v2.hdf5", n=60,
+           terminals=(19, 44), timeouts=(29,))
+  config = rl_config.d4rl_config("hopper", "medium", "mingru", "cpu")
+  config.data.dir = str(tmp_path / "data")
+  config.data.batch_size = 4
+  config.data.context = 4
+  config.data.eval_fraction = 0.25
+  config.data.eval_batches = 1
+  config.data.rollouts.num_episodes = 2
+  config.data.rollouts.max_steps = 8
+  config.data.rollouts.progress_bar = False
+  config.model.features = 16
+  config.model.num_layers = 1
+  config.train.num_steps = 4
+  config.train.warmup_steps = 1
+  config.train.log_every = 2
+  config.train.eval_every = 4
+  config.train.checkpoint_every = 4
+  config.train.progress_bar = False
+  config.train.tensorboard = False
+  result = train_lib.train(config, tmp_path / "run")
+  saved = json.loads((tmp_path / "run" / "final_eval.json").read_text())
+  assert saved["step"] == 4 and saved["completed"]
+  assert np.isfinite(saved["eval"]["loss"]) and saved["eval"]["loss"] > 0
+  final = result["final_evaluation"]
+  assert set(final["targets"]) == {"3600", "1800"}
+  rollout = final["targets"]["3600"]
+  assert len(rollout["returns"]) == 2 and all(1 <= n <= 8 for n in rollout["lengths"])
+  assert rollout["normalized_scores"] == pytest.approx(
+      [normalized_score("hopper", r) for r in rollout["returns"]])
+  assert final["normalized_score"] == pytest.approx(rollout["mean_normalized_score"])
+  assert final["data"]["trajectories"] == 4
