@@ -60,7 +60,7 @@ def get_config(variant: str = "paper") -> config_dict.ConfigDict:
   if variant == "cpu":
     # [ours] Small enough for a 2-core CPU: about a minute per task and model.
     config.data.batch_size = 32
-    config.data.eval_batches = 2
+    config.data.eval_batches = 4
     config.model.features = 32
     config.model.mlp_expansion = 2
     config.train.num_steps = 300

@@ -1,0 +1,118 @@
+"""What the experiment scripts share: configs with overrides, training runs, result files.
+
+Every experiment writes `experiments/results/<name>.json` (the numbers, the paper's numbers, the
+device, versions, steps and wall time), `<name>.md` (a table with the paper's number beside
+ours) and `<name>.png`.
+"""
+
+from __future__ import annotations
+
+import ast
+import datetime
+import importlib.util
+import json
+import math
+import pathlib
+import platform
+import sys
+import time
+from typing import Any, Sequence
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+RESULTS_DIR = REPO / "experiments" / "results"
+if str(REPO) not in sys.path:
+  sys.path.insert(0, str(REPO))
+
+from kernels import benchmarking  # noqa: E402  (after making the repository importable)
+from minrnn.metrics import read_metrics, series  # noqa: E402
+
+
+def load_config(path: str, variant: str | None = None, overrides: Sequence[str] = ()):
+  """The config `get_config(variant)` of `configs/...py` with `key.sub=value` overrides.
+
+  Values are Python literals (`3`, `1e-3`, `None`, `'parity'`) or else plain strings.
+  """
+  spec = importlib.util.spec_from_file_location("experiment_config", REPO / path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config() if variant is None else module.get_config(variant)
+  for override in overrides:
+    key, sep, text = override.partition("=")
+    if not sep:
+      raise ValueError(f"Override {override!r} must look like key.sub=value.")
+    try:
+      value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      value = text
+    *parents, leaf = key.split(".")
+    node = config
+    for name in parents:
+      node = getattr(node, name)
+    if leaf not in node:
+      raise ValueError(f"Override {override!r}: {key} is not a setting of {path}.")
+    setattr(node, leaf, value)
+  return config
+
+
+def environment() -> dict[str, Any]:
+  """Device, platform, Python and library versions, and the date."""
+  env = benchmarking.environment(("optax", "orbax-checkpoint"))
+  env["host"] = platform.node()
+  return env
+
+
+def best_eval(workdir: str | pathlib.Path, metric: str = "loss") -> dict[str, Any]:
+  """The evaluation curve of a run and its best point (lowest loss / highest accuracy)."""
+  records = read_metrics(pathlib.Path(workdir) / "metrics.jsonl")
+  steps, values = series(records, "eval", metric)
+  if not steps:
+    return {"steps": [], "values": [], "best": None, "best_step": None}
+  pick = min if metric == "loss" else max
+  best = pick(values)
+  return {"steps": steps, "values": values, "best": best,
+          "best_step": steps[values.index(best)]}
+
+
+def train_run(config, workdir: str | pathlib.Path) -> dict[str, Any]:
+  """Trains (or resumes) one run; returns its final evaluation, steps and wall time."""
+  from minrnn import train as train_lib
+
+  start = time.perf_counter()
+  result = train_lib.train(config, workdir)
+  return {
+      "step": result["step"],
+      "num_steps": config.train.num_steps,
+      "completed": result["completed"],
+      "eval": result["eval"],
+      "wall_s": round(time.perf_counter() - start, 1),
+      "workdir": str(workdir),
+  }
+
+
+def fmt(value: float | None, digits: int = 3) -> str:
+  """A number for a table; "–" when missing."""
+  if value is None or (isinstance(value, float) and math.isnan(value)):
+    return "–"
+  return f"{value:.{digits}f}"
+
+
+def write_results(name: str, payload: dict[str, Any], markdown: str, figure,
+                  out_dir: str | pathlib.Path = RESULTS_DIR) -> list[pathlib.Path]:
+  """Writes `<name>.json`, `<name>.md` and `<name>.png` (from the matplotlib `figure`)."""
+  out_dir = pathlib.Path(out_dir)
+  out_dir.mkdir(parents=True, exist_ok=True)
+  payload = dict(payload, written=datetime.datetime.now(datetime.timezone.utc).isoformat(
+      timespec="seconds"))
+  paths = [out_dir / f"{name}.{ext}" for ext in ("json", "md", "png")]
+  paths[0].write_text(json.dumps(payload, indent=2, default=str) + "\n")
+  paths[1].write_text(markdown.rstrip() + "\n")
+  figure.savefig(paths[2], dpi=120)
+  import matplotlib.pyplot as plt
+  plt.close(figure)
+  return paths
+
+
+def environment_line(env: dict[str, Any]) -> str:
+  """One markdown line naming the device and versions."""
+  versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v)
+  return f"Device: {env['device']} ({env['platform']}); Python {env['python']}; {versions}."
