@@ -14,6 +14,7 @@ The pytest process (one device) restores the 8-device checkpoint.
 
 from __future__ import annotations
 
+import concurrent.futures
 import importlib.util
 import json
 import os
@@ -192,9 +193,18 @@ def checkpoint_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def single_process(checkpoint_dir):
-  return _run_self("single_process", str(checkpoint_dir), num_processes=1,
-                   cpu_devices_per_process=8)[0]
+def runs(checkpoint_dir):
+  """Both subprocess runs, side by side: each compiles mostly on one core."""
+  with concurrent.futures.ThreadPoolExecutor(2) as pool:
+    single = pool.submit(_run_self, "single_process", str(checkpoint_dir), num_processes=1,
+                         cpu_devices_per_process=8)
+    double = pool.submit(_run_self, "two_process", num_processes=2, cpu_devices_per_process=2)
+    return {"single_process": single.result()[0], "two_process": double.result()}
+
+
+@pytest.fixture(scope="module")
+def single_process(runs):
+  return runs["single_process"]
 
 
 @pytest.mark.parametrize("mesh", list(_MESHES))
@@ -244,10 +254,9 @@ def test_checkpoint_from_8_devices_restores_on_1(single_process, checkpoint_dir)
   assert np.isfinite(np.asarray(logits)).all()
 
 
-def test_two_processes_match_one(single_process):
-  runs = _run_self("two_process", num_processes=2, cpu_devices_per_process=2)
-  assert [r["process_index"] for r in runs] == [0, 1]
-  for run in runs:
+def test_two_processes_match_one(runs, single_process):
+  assert [r["process_index"] for r in runs["two_process"]] == [0, 1]
+  for run in runs["two_process"]:
     assert run["process_count"] == 2 and run["device_count"] == 4
     np.testing.assert_allclose(run["losses"], single_process["reference_losses"], rtol=1e-5)
     for got, want in zip(run["params"], single_process["reference_params"]):
