@@ -1,0 +1,216 @@
+"""SRU++ (Lei, 2021, arXiv 2102.12459): SRU whose input projection contains attention.
+
+SRU computes its gate inputs `U = x W` with one matmul. SRU++ replaces that matmul by
+
+    Q = W_q x                               (in -> proj, proj ≈ in / 4)
+    K, V = W_k Q, W_v Q                     (keys and values from the small Q)
+    A = softmax(Q Kᵀ / sqrt(proj) + causal mask) V
+    U = W_o LayerNorm(Q + α·A)              (α a learned scalar, initialised at 0)
+
+and then runs SRU's elementwise recurrence on `U` (`kernels.sru`). With α = 0 a new layer starts
+as an SRU with a low-rank projection. Layers without attention use `U = W_o LayerNorm(W_q x)`.
+For long-context language modelling the keys and values also cover the previous segment's
+inputs (the attention memory), as in Transformer-XL; the memory is part of the layer state,
+with a mask that hides memory slots holding nothing yet (the start of a stream).
+The layout follows the official `sru` package (2.6, `SRUppAttention`, `SRUppCell`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from flax.typing import Dtype
+
+from kernels.sru.ops import resolve_implementation, sru_recurrence
+from minrnn.ops import check_sequence
+
+# {"c": float32 (batch, hidden), "memory": float32 (batch, memory_length, in) or None,
+#  "memory_mask": bool (batch, memory_length) or None}.
+LayerState = dict[str, Any]
+
+_xavier = nnx.initializers.xavier_uniform()
+
+
+def _weight_c_init(key, shape, dtype=jnp.float32):
+  # The official SRU++ default: v_f, v_r uniform in [-1, 1].
+  return jax.random.uniform(key, shape, dtype, -1.0, 1.0)
+
+
+class SRUppAttention(nnx.Module):
+  """Single-head attention that produces SRU's `U`: `(batch, time, in) -> (batch, time, out)`.
+
+  Args:
+    in_features, out_features: widths of x and U.
+    proj_features: the attention width (Q, K, V).
+    dropout: dropout before `W_o` (`W_o` is scaled by sqrt(1 - dropout) at init, as the
+      official code does).
+    attn_dropout: dropout on the attention probabilities.
+    rngs: parameter keys.
+  """
+
+  def __init__(self, in_features: int, out_features: int, proj_features: int, *,
+               dropout: float = 0.0, attn_dropout: float = 0.0, dtype: Dtype | None = None,
+               param_dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
+    self.in_features = in_features
+    self.proj_features = proj_features
+    self.dtype = dtype
+    common = dict(use_bias=False, kernel_init=_xavier, dtype=dtype, param_dtype=param_dtype,
+                  rngs=rngs)
+    self.q = nnx.Linear(in_features, proj_features, **common)
+    self.kv = nnx.Linear(proj_features, 2 * proj_features, **common)
+    self.out = nnx.Linear(proj_features, out_features, **common)
+    if dropout > 0:
+      self.out.kernel[...] = self.out.kernel[...] * math.sqrt(1.0 - dropout)
+    self.alpha = nnx.Param(jnp.zeros((), param_dtype))
+    self.norm = nnx.LayerNorm(proj_features, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    self.dropout = nnx.Dropout(dropout)
+    self.attn_dropout = nnx.Dropout(attn_dropout)
+
+  def __call__(self, x: jax.Array, memory: jax.Array | None = None,
+               memory_mask: jax.Array | None = None, *,
+               rngs: nnx.Rngs | None = None) -> jax.Array:
+    """x `(batch, time, in)`; memory `(batch, mem, in)` (earlier inputs, all visible where
+    `memory_mask` `(batch, mem)` is True). Position t sees the memory and positions <= t.
+
+    Returns U `(batch, time, out)`. Dropout is active only when `rngs` is given.
+    """
+    batch, num_steps, _ = x.shape
+    mem = 0 if memory is None else memory.shape[1]
+    context = x if memory is None else jnp.concatenate([memory.astype(x.dtype), x], axis=1)
+    z = self.q(context)
+    q = z[:, mem:]
+    k, v = jnp.split(self.kv(z), 2, axis=-1)
+    scores = jnp.einsum("btd,bsd->bts", q, k).astype(jnp.float32)
+    scores = scores / math.sqrt(self.proj_features)
+    causal = jnp.tril(jnp.ones((num_steps, num_steps), bool))
+    if memory is None:
+      visible = jnp.broadcast_to(causal, (batch, num_steps, num_steps))
+    else:
+      if memory_mask is None:
+        memory_mask = jnp.ones((batch, mem), bool)
+      visible = jnp.concatenate([
+          jnp.broadcast_to(memory_mask[:, None, :], (batch, num_steps, mem)),
+          jnp.broadcast_to(causal, (batch, num_steps, num_steps))], axis=2)
+    probs = jax.nn.softmax(jnp.where(visible, scores, -jnp.inf), axis=-1)
+    probs = self.attn_dropout(probs, deterministic=rngs is None, rngs=rngs)
+    attended = jnp.einsum("bts,bsd->btd", probs.astype(v.dtype), v)
+    h = self.norm(q + self.alpha[...].astype(q.dtype) * attended)
+    return self.out(self.dropout(h, deterministic=rngs is None, rngs=rngs))
+
+
+class SRUppProjection(nnx.Module):
+  """The attention-free layers' `U = W_o LayerNorm(W_q x)` (the official
+  `SRUppProjectedLinear`)."""
+
+  def __init__(self, in_features: int, out_features: int, proj_features: int, *,
+               dropout: float = 0.0, dtype: Dtype | None = None,
+               param_dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
+    common = dict(use_bias=False, kernel_init=_xavier, dtype=dtype, param_dtype=param_dtype,
+                  rngs=rngs)
+    self.q = nnx.Linear(in_features, proj_features, **common)
+    self.out = nnx.Linear(proj_features, out_features, **common)
+    if dropout > 0:
+      self.out.kernel[...] = self.out.kernel[...] * math.sqrt(1.0 - dropout)
+    self.norm = nnx.LayerNorm(proj_features, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    self.dropout = nnx.Dropout(dropout)
+
+  def __call__(self, x: jax.Array, *, rngs: nnx.Rngs | None = None) -> jax.Array:
+    h = self.norm(self.q(x))
+    return self.out(self.dropout(h, deterministic=rngs is None, rngs=rngs))
+
+
+class SRUppLayer(nnx.Module):
+  """One SRU++ layer: `U` from attention (or the projection), then SRU's recurrence.
+
+    f_t = σ(U1_t + v_f⊙c_{t−1} + b_f),  r_t = σ(U2_t + v_r⊙c_{t−1} + b_r)
+    c_t = f_t⊙c_{t−1} + (1 − f_t)⊙U0_t,  h_t = r_t⊙c_t + (1 − r_t)⊙x_t
+
+  (with `x'_t = U3_t` in place of `x_t` when the widths differ).
+
+  Args:
+    in_features: input width.
+    hidden_features: state and output width.
+    proj_features: attention (or projection) width.
+    attention: use attention (True) or the plain low-rank projection (False).
+    memory_length: how many earlier inputs the attention keeps as memory (0: none).
+    dropout: dropout inside the attention/projection before `W_o`.
+    attn_dropout: dropout on the attention probabilities.
+    highway_bias: initial `b_r` (the official SRU++ uses -2: layers start near the identity).
+    implementation: SRU recurrence path, `"pallas"`, `"sequential"` or None (platform).
+    dtype, param_dtype: compute and parameter dtypes; the state is float32.
+    rngs: parameter keys.
+  """
+
+  def __init__(self, in_features: int, hidden_features: int, *, proj_features: int,
+               attention: bool = True, memory_length: int = 0, dropout: float = 0.0,
+               attn_dropout: float = 0.0, highway_bias: float = -2.0,
+               implementation: str | None = None, dtype: Dtype | None = None,
+               param_dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
+    if memory_length < 0:
+      raise ValueError(f"memory_length must be >= 0, got {memory_length}.")
+    if memory_length and not attention:
+      raise ValueError("memory_length > 0 needs attention=True: only attention reads memory.")
+    if implementation is not None:
+      resolve_implementation(implementation)
+    self.in_features = in_features
+    self.hidden_features = hidden_features
+    self.memory_length = memory_length
+    self.num_matrices = 3 if in_features == hidden_features else 4
+    self.implementation = implementation
+    self.dtype = dtype
+    out = self.num_matrices * hidden_features
+    common = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    self.transform = (
+        SRUppAttention(in_features, out, proj_features, dropout=dropout,
+                       attn_dropout=attn_dropout, **common) if attention
+        else SRUppProjection(in_features, out, proj_features, dropout=dropout, **common))
+    self.weight_c = nnx.Param(_weight_c_init(rngs.params(), (1, 2, hidden_features),
+                                             param_dtype))
+    self.bias = nnx.Param(
+        jnp.zeros((1, 2, hidden_features), param_dtype).at[:, 1].set(highway_bias))
+
+  @property
+  def attention(self) -> bool:
+    return isinstance(self.transform, SRUppAttention)
+
+  def initialize_state(self, batch_size: int) -> LayerState:
+    """A zero state and an empty (fully masked) memory."""
+    state = {"c": jnp.zeros((batch_size, self.hidden_features), jnp.float32),
+             "memory": None, "memory_mask": None}
+    if self.memory_length:
+      state["memory"] = jnp.zeros((batch_size, self.memory_length, self.in_features),
+                                  jnp.float32)
+      state["memory_mask"] = jnp.zeros((batch_size, self.memory_length), bool)
+    return state
+
+  def __call__(self, x: jax.Array, state: LayerState | None = None, *,
+               rngs: nnx.Rngs | None = None) -> tuple[jax.Array, LayerState]:
+    """x `(batch, time, in)`; state from `initialize_state` or a previous call (None: fresh).
+
+    Returns `(h, state)`: h `(batch, time, hidden)` in the compute dtype and the state after
+    the last step (the memory then holds the last `memory_length` inputs seen).
+    """
+    check_sequence(x, self.in_features)
+    batch, num_steps, _ = x.shape
+    if state is None:
+      state = self.initialize_state(batch)
+    dtype = self.dtype or x.dtype
+    if self.attention:
+      u = self.transform(x, state["memory"], state["memory_mask"], rngs=rngs)
+    else:
+      u = self.transform(x, rngs=rngs)
+    u = u.reshape(batch, num_steps, 1, self.num_matrices, self.hidden_features)
+    x_seq = x.astype(dtype)[:, :, None] if self.num_matrices == 3 else None
+    h, c = sru_recurrence(u, x_seq, self.weight_c[...], self.bias[...],
+                          state["c"][:, None], implementation=self.implementation)
+    new_state = {"c": c[:, 0], "memory": None, "memory_mask": None}
+    if self.memory_length:
+      m = self.memory_length
+      context = jnp.concatenate([state["memory"], x.astype(jnp.float32)], axis=1)
+      mask = jnp.concatenate([state["memory_mask"], jnp.ones((batch, num_steps), bool)], 1)
+      new_state["memory"], new_state["memory_mask"] = context[:, -m:], mask[:, -m:]
+    return h[:, :, 0].astype(dtype), new_state

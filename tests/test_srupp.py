@@ -1,0 +1,107 @@
+"""SRU++: attention causality, memory masking, α starting at 0, and segments with carried state."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from minrnn.cells.srupp import SRUppAttention, SRUppLayer
+from minrnn.srupp import SRUppLanguageModel
+
+B, T, D = 2, 6, 8
+
+
+@pytest.fixture(scope="module")
+def attention():
+  module = SRUppAttention(D, 12, 4, rngs=nnx.Rngs(0))
+  module.alpha[...] = jnp.ones(())  # α = 0 would hide the attention term.
+  return module
+
+
+def _x(seed, shape=(B, T, D)):
+  return jax.random.normal(jax.random.key(seed), shape)
+
+
+def test_attention_is_causal(attention):
+  x = _x(1)
+  changed = x.at[:, 3].add(5.0)
+  u, u_changed = attention(x), attention(changed)
+  np.testing.assert_array_equal(u[:, :3], u_changed[:, :3])
+  assert jnp.abs(u[:, 3:] - u_changed[:, 3:]).min() > 0
+
+
+def test_masked_memory_is_invisible_and_visible_memory_is_read(attention):
+  x, memory = _x(2), _x(3, (B, 5, D))
+  hidden = jnp.zeros((B, 5), bool)
+  np.testing.assert_allclose(attention(x, memory, hidden), attention(x), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(attention(x, 10 * memory, hidden), attention(x), rtol=1e-5,
+                             atol=1e-6)
+  # Row 0 sees slot 4 only: its output changes with that slot and not with the others.
+  mask = jnp.zeros((B, 5), bool).at[0, 4].set(True)
+  base = attention(x, memory, mask)
+  assert jnp.abs(attention(x, memory.at[0, 4].add(1.0), mask)[0] - base[0]).min() > 0
+  np.testing.assert_array_equal(attention(x, memory.at[0, :4].add(1.0), mask), base)
+  np.testing.assert_array_equal(attention(x, memory.at[1].add(1.0), mask), base)
+
+
+def test_alpha_starts_at_zero_so_a_new_layer_ignores_the_context():
+  layer = SRUppLayer(D, D, proj_features=4, memory_length=T, rngs=nnx.Rngs(1))
+  assert float(layer.transform.alpha[...]) == 0.0
+  state = layer.initialize_state(B)
+  state["memory"], state["memory_mask"] = _x(4, (B, T, D)), jnp.ones((B, T), bool)
+  h_memory, _ = layer(_x(5), state)
+  h_fresh, _ = layer(_x(5))
+  np.testing.assert_allclose(h_memory, h_fresh, rtol=1e-5, atol=1e-6)
+
+
+def test_layer_state_keeps_the_last_inputs_as_memory():
+  layer = SRUppLayer(D, 10, proj_features=4, memory_length=4, rngs=nnx.Rngs(2))
+  x = _x(6)
+  h, state = layer(x)
+  assert h.shape == (B, T, 10) and state["c"].shape == (B, 10)
+  assert state["c"].dtype == jnp.float32
+  np.testing.assert_array_equal(state["memory"], x[:, -4:])
+  assert state["memory_mask"].all()
+  _, short = layer(x[:, :2])
+  np.testing.assert_array_equal(short["memory_mask"][0], [False, False, True, True])
+
+
+def test_two_segments_with_carried_state_equal_one_long_segment():
+  # With memory as long as a segment, the second segment's positions see exactly the context
+  # they see in one long pass: the previous segment through the memory, and the recurrence.
+  model = SRUppLanguageModel(30, features=D, num_layers=2, proj_features=4, attention_every=1,
+                             memory_length=T, rngs=nnx.Rngs(3))
+  for layer in model.layers:
+    layer.transform.alpha[...] = jnp.ones(())
+  tokens = jax.random.randint(jax.random.key(7), (B, 2 * T), 0, 30)
+  long, long_state = model(tokens)
+  first, state = model(tokens[:, :T])
+  second, state = model(tokens[:, T:], state)
+  np.testing.assert_allclose(jnp.concatenate([first, second], 1), long, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(state[0]["c"], long_state[0]["c"], rtol=1e-5, atol=1e-6)
+  # Without the carried state the second segment is scored differently.
+  alone, _ = model(tokens[:, T:])
+  assert jnp.abs(alone - second).max() > 1e-3
+
+
+def test_attention_only_every_kth_layer_and_gradients_reach_alpha():
+  model = SRUppLanguageModel(30, features=D, num_layers=4, proj_features=4, attention_every=2,
+                             memory_length=3, rngs=nnx.Rngs(4))
+  assert [layer.attention for layer in model.layers] == [False, True, False, True]
+  assert [layer.memory_length for layer in model.layers] == [0, 3, 0, 3]
+  tokens = jax.random.randint(jax.random.key(8), (B, T), 0, 30)
+
+  def loss(model):
+    return -jax.nn.log_softmax(model(tokens)[0])[..., 0].mean()
+
+  grads = nnx.jit(nnx.grad(loss))(model)  # One compiled program, not many eager ops.
+  assert float(jnp.abs(grads.layers[1].transform.alpha[...])) > 0
+
+
+def test_bad_arguments_are_explained():
+  with pytest.raises(ValueError, match="memory_length > 0 needs attention"):
+    SRUppLayer(D, D, proj_features=4, attention=False, memory_length=2, rngs=nnx.Rngs(0))
+  model = SRUppLanguageModel(30, features=D, num_layers=1, proj_features=4, rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match=r"integer ids of shape \(batch, time\)"):
+    model(jnp.zeros((B, T, D)))
