@@ -49,9 +49,9 @@ def process_env(process_id: int, num_processes: int, port: int | None,
   return env
 
 
-def launch(command: Sequence[str], *, num_processes: int, cpu_devices_per_process: int | None = None,
-           timeout: float | None = None, env: Mapping[str, str] | None = None,
-           echo: bool = False) -> list[tuple[int, str]]:
+def launch(command: Sequence[str], *, num_processes: int,
+           cpu_devices_per_process: int | None = None, timeout: float | None = None,
+           env: Mapping[str, str] | None = None, echo: bool = False) -> list[tuple[int, str]]:
   """Runs `command` as `num_processes` processes and waits for all of them.
 
   Args:

@@ -56,7 +56,6 @@ def _probe(args) -> dict:
   """One training step setup at `T = args.probe`, run in this process. Returns its record."""
   sys.path.insert(0, str(_REPO))
   import jax
-  import jax.numpy as jnp
   import optax
   from flax import nnx
 

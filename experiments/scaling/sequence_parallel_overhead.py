@@ -7,7 +7,8 @@ For each device count n, the forward+backward of `sequence_parallel_linear_scan`
 n ways (one fixed global shape: strong scaling) against the plain `linear_scan` on one device,
 same chunk path, same shape. On CPU the "devices" are XLA host devices that share the machine's
 cores, so the ratio measures the added work and the exchange, not a speed-up; on GPUs it is
-the real scaling. Results go to `experiments/results/scaling_sequence_parallel_<platform>.{json,md}`.
+the real scaling. Results go to
+`experiments/results/scaling_sequence_parallel_<platform>.{json,md}`.
 """
 
 from __future__ import annotations
@@ -132,8 +133,9 @@ def _markdown(result) -> str:
       "",
       f"Forward+backward of `h_t = a_t h_(t-1) + b_t`, float32, B={shape['batch']}, "
       f"T={shape['time']}, D={shape['features']}, chunks scanned with "
-      f"`{result['implementation']}`; ms: the best of {len(result['plain_scan_ms_rounds'])} rounds of medians. Time is split evenly over the devices; the "
-      f"one-device `linear_scan` takes {result['plain_scan_ms']:.2f} ms.",
+      f"`{result['implementation']}`; ms: the best of {len(result['plain_scan_ms_rounds'])} "
+      "rounds of medians. Time is split evenly over the devices; the one-device "
+      f"`linear_scan` takes {result['plain_scan_ms']:.2f} ms.",
       "",
       f"Device: {env['device']} ({env['platform']}), {env['cpu_cores']} CPU cores, load "
       f"average {env['load_average'][0]:.1f} at the end; jax {env['versions']['jax']}, "
