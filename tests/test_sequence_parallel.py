@@ -35,32 +35,23 @@ _SCAN_CASES = [(2, False, None, "associative"), (4, True, None, "associative"),
 _CELL_CASES = [("MinGRU", True), ("MinLSTM", False)]
 
 
-def load_launcher():
-  """`scripts/launch_multiprocess.py` as a module (scripts/ is not a package)."""
+def _run_worker() -> dict:
+  """This file as a script on 8 CPU devices (through the multi-process launcher, with one
+  process); returns the JSON it prints last."""
   spec = importlib.util.spec_from_file_location(
       "launch_multiprocess", _REPO / "scripts" / "launch_multiprocess.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-def run_script(path: pathlib.Path, *args: str, num_processes: int = 1,
-               cpu_devices_per_process: int = _NUM_DEVICES) -> list[dict]:
-  """Runs `python path args` as `num_processes` processes on CPU devices; each prints one JSON
-  line last. Returns the parsed lines, in process order."""
+  launcher = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(launcher)
   env = dict(os.environ)
-  # The subprocesses share the tests' persistent compilation cache.
+  # The subprocess shares the tests' persistent compilation cache.
   env["JAX_COMPILATION_CACHE_DIR"] = jax.config.jax_compilation_cache_dir or ""
   env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.2"
   env["PYTHONPATH"] = os.pathsep.join([str(_REPO), env.get("PYTHONPATH", "")])
-  results = load_launcher().launch(
-      [sys.executable, str(path), *args], num_processes=num_processes,
-      cpu_devices_per_process=cpu_devices_per_process, timeout=_SUBPROCESS_TIMEOUT_S, env=env)
-  parsed = []
-  for i, (code, output) in enumerate(results):
-    assert code == 0, f"process {i} of {path.name} {args} exited with {code}:\n{output[-6000:]}"
-    parsed.append(json.loads(output.strip().splitlines()[-1]))
-  return parsed
+  [(code, output)] = launcher.launch(
+      [sys.executable, __file__], num_processes=1, cpu_devices_per_process=_NUM_DEVICES,
+      timeout=_SUBPROCESS_TIMEOUT_S, env=env)
+  assert code == 0, f"the 8-device worker exited with {code}:\n{output[-6000:]}"
+  return json.loads(output.strip().splitlines()[-1])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,7 +183,7 @@ def _worker() -> dict:
 
 @pytest.fixture(scope="module")
 def multi_device():
-  return run_script(pathlib.Path(__file__))[0]
+  return _run_worker()
 
 
 @pytest.mark.parametrize("case", _SCAN_CASES, ids=str)
