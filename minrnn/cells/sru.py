@@ -8,7 +8,8 @@
 
 The highway input `x'` is the layer's input times `scale_x` when input and output widths match,
 else the fourth projected matrix `u3`. The gates see `c_{t−1}` only elementwise, so the
-recurrence is sequential in time but parallel over batch × features: `kernels.sru` runs it as
+recurrence is sequential in time but parallel over batch × features (so across devices it
+shards over batch and features only, never over time): `kernels.sru` runs it as
 one fused Pallas kernel on GPU (`implementation="pallas"`) or a `jax.lax.scan`
 (`"sequential"`). Options and initialisation follow the official `sru` package (2.6): highway
 bias on `b_r`, `rescale`, layer norm before the projection, bidirectional outputs concatenated

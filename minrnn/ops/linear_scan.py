@@ -224,7 +224,8 @@ def _via_logs(log_scan):
 
 def _sequential(a, b, h0, reverse):
   if h0 is None:
-    h0 = jnp.zeros((a.shape[0], a.shape[2]), jnp.float32)
+    # Derived from `a` so that under shard_map the zeros vary across devices as `a` does.
+    h0 = jnp.zeros_like(a[:, 0])
 
   def step(h, ab):
     a_t, b_t = ab
