@@ -1,0 +1,88 @@
+"""Every experiment script runs end to end at a tiny size and writes its table and figure."""
+
+import importlib.util
+import json
+import pathlib
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TINY_MODEL = ["model.features=16", "model.num_layers=1", "model.mlp_expansion=2",
+              "train.warmup_steps=1", "train.tensorboard=False"]
+
+
+def _script(name):
+  spec = importlib.util.spec_from_file_location(f"experiment_{name}",
+                                                REPO / "experiments" / name / "run.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def _overrides(*items):
+  return [arg for item in (*TINY_MODEL, *items) for arg in ("--override", item)]
+
+
+def _outputs(out_dir, name):
+  paths = [out_dir / f"{name}.{ext}" for ext in ("json", "md", "png")]
+  assert all(p.stat().st_size > 0 for p in paths)
+  return json.loads(paths[0].read_text()), paths[1].read_text()
+
+
+def test_shakespeare(tmp_path):
+  payload = _script("shakespeare").main([
+      "--variant", "cpu", "--models", "transformer", "--workdir", str(tmp_path / "runs"),
+      "--out_dir", str(tmp_path), "--eval_every", "2", "--name", "sh",
+      *_overrides("data.batch_size=4", "data.seq_len=16", "data.eval_batches=1",
+                  "train.num_steps=4")])
+  data, table = _outputs(tmp_path, "sh")
+  run = data["runs"]["transformer"]
+  assert run["step"] == 4 and run["curve"]["steps"] == [2, 4]
+  assert run["curve"]["best"] == min(run["curve"]["values"])
+  assert "| Transformer | 1.547 | 2000 |" in table and data["environment"]["device"]
+  assert payload["variant"] == "cpu"
+
+
+def test_selective_copy_resumes_in_chunks(tmp_path):
+  script = _script("selective_copy")
+  args = ["--variant", "cpu", "--models", "mingru", "--layers", "1",
+          "--workdir", str(tmp_path / "runs"), "--out_dir", str(tmp_path), "--name", "sc",
+          *_overrides("data.batch_size=4", "data.seq_len=12", "data.num_tokens=2",
+                      "data.eval_batches=1", "train.num_steps=4", "train.eval_every=2")]
+  first = script.main([*args, "--stop_at_step", "2"])
+  assert first["runs"][0]["step"] == 2 and not first["runs"][0]["completed"]
+  data, table = _outputs(tmp_path, "sc")
+  assert "Not the paper's budget" in table
+  second = script.main(args)
+  run = second["runs"][0]
+  assert run["step"] == 4 and run["completed"] and run["curve"]["steps"] == [2, 4]
+  assert "| minGRU | 1 | 29.8 |" in _outputs(tmp_path, "sc")[1]
+
+
+def test_formal_languages(tmp_path):
+  payload = _script("formal_languages").main([
+      "--variant", "cpu", "--models", "mingru", "--tasks", "bucket_sort",
+      "--workdir", str(tmp_path / "runs"), "--out_dir", str(tmp_path), "--name", "fl",
+      *_overrides("data.batch_size=4", "data.max_len=6", "data.eval_min_len=6",
+                  "data.eval_max_len=9", "data.eval_batches=1", "train.num_steps=2",
+                  "train.eval_every=2")])
+  run = payload["runs"][0]
+  assert run["task"] == "bucket_sort" and 0.0 <= run["score"] <= 1.0
+  assert run["score"] == run["eval"]["sequence_accuracy"]
+  assert "| bucket_sort | – |" in _outputs(tmp_path, "fl")[1]
+
+
+def test_runtime(tmp_path):
+  payload = _script("runtime").main([
+      "--batch", "2", "--features", "8", "--lengths", "8", "--models", "mingru,gru",
+      "--out_dir", str(tmp_path), "--name", "rt"])
+  records = {r["model"]: r for r in payload["records"]}
+  assert set(records) == {"mingru", "gru"}
+  assert all(r["status"] == "ok" and r["ms"] > 0 and r["bytes"] > 0 for r in records.values())
+  assert "minGRU vs GRU" in _outputs(tmp_path, "rt")[1]
+
+
+def test_bad_override_is_a_clear_error():
+  reporting = _script("shakespeare").reporting
+  with pytest.raises(ValueError, match="not a setting"):
+    reporting.load_config("configs/shakespeare/mingru.py", "cpu", ["model.featurez=3"])
