@@ -19,7 +19,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from flax import nnx
-from flax.typing import Dtype
+from flax.nnx.nn import initializers
+from flax.typing import Dtype, Initializer
 
 from minrnn.ops import check_sequence, flip_sequences, padding_mask
 from minrnn.ops.linear_scan import linear_scan, log_linear_scan, resolve_implementation
@@ -42,23 +43,57 @@ def _check_step_input(x: jax.Array, features: int) -> None:
 class LinearRecurrentCell(nnx.RNNCellBase):
   """`h_t = a_t ⊙ h_{t-1} + b_t` with `(a_t, b_t)` computed from `x_t` by the subclass.
 
-  Subclasses set `in_features`, `hidden_features`, `dtype`, `implementation` and
-  `initial_state` (through `_init_initial_state`) and implement `coefficients`.
+  A subclass sets `num_projections` and implements `coefficients` (and, where it has an
+  accurate log-space form, `log_coefficients`) from `self.projections(x)`: `num_projections`
+  float32 arrays `(..., hidden_features)` that one matmul produces.
+
+  Args:
+    in_features: input width.
+    hidden_features: state (and output) width.
+    use_bias: whether the projection has a bias.
+    dtype: compute dtype of the projection and of the outputs (None: from the inputs).
+      Coefficients and states are float32 whatever it is.
+    param_dtype: parameter dtype.
+    kernel_init, bias_init: initializers of the joint projection
+      `(in_features, num_projections * hidden_features)`.
+    learn_initial_state: learn a positive initial state (`softplus` of a parameter) instead of
+      starting from zeros.
+    implementation: default `minrnn.ops.linear_scan` path of `scan` (None: platform default).
+    rngs: parameter initialisation keys.
   """
 
-  in_features: int
-  hidden_features: int
-  dtype: Dtype | None
-  implementation: str | None
+  num_projections: int
   num_feature_axes = 1
 
-  def _init_initial_state(self, learn_initial_state: bool, param_dtype: Dtype) -> None:
+  def __init__(
+      self,
+      in_features: int,
+      hidden_features: int,
+      *,
+      use_bias: bool = True,
+      dtype: Dtype | None = None,
+      param_dtype: Dtype = jnp.float32,
+      kernel_init: Initializer = initializers.lecun_normal(),
+      bias_init: Initializer = initializers.zeros_init(),
+      learn_initial_state: bool = False,
+      implementation: str | None = None,
+      rngs: nnx.Rngs,
+  ):
+    self.in_features = in_features
+    self.hidden_features = hidden_features
+    self.dtype = dtype
+    self.implementation = implementation
+    self.proj = nnx.Linear(
+        in_features, self.num_projections * hidden_features, use_bias=use_bias, dtype=dtype,
+        param_dtype=param_dtype, kernel_init=kernel_init, bias_init=bias_init, rngs=rngs)
     # A learned state is stored as a pre-activation and passed through a softplus so that it
     # stays positive, as the log-space path requires.
     self.initial_state = (
-        nnx.Param(jnp.zeros((self.hidden_features,), param_dtype)) if learn_initial_state
-        else None
-    )
+        nnx.Param(jnp.zeros((hidden_features,), param_dtype)) if learn_initial_state else None)
+
+  def projections(self, x: jax.Array) -> list[jax.Array]:
+    """The `num_projections` float32 pre-activations `(..., hidden_features)` of `x`."""
+    return jnp.split(self.proj(x).astype(jnp.float32), self.num_projections, axis=-1)
 
   def coefficients(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     """`(a, b)`, float32 `(..., hidden_features)`, from inputs `x` `(..., in_features)`."""
