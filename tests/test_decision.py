@@ -79,11 +79,12 @@ def test_parallel_continues_from_a_state():
 
 
 def test_dropout_only_with_keys():
-  model = _model("mingru", dropout=0.5, num_layers=1)
+  graphdef, params = nnx.split(_model("mingru", dropout=0.5, num_layers=1))
   context = _context()
-  a, _ = model(*context)
-  b, _ = model(*context)
-  c, _ = model(*context, rngs=nnx.Rngs(dropout=1))
+  forward = jax.jit(lambda p, c: nnx.merge(graphdef, p)(*c)[0])
+  with_keys = jax.jit(lambda p, c, key: nnx.merge(graphdef, p)(*c, rngs=nnx.Rngs(dropout=key))[0])
+  a, b = forward(params, context), forward(params, context)
+  c = with_keys(params, context, jax.random.key(1))
   np.testing.assert_array_equal(a, b)
   assert not np.allclose(a, c)
 
@@ -97,3 +98,23 @@ def test_wrong_shapes_are_clear_errors():
     model(rtg[..., None], states, actions, timesteps)
   with pytest.raises(ValueError, match="timesteps must be integers"):
     model(rtg, states, actions, timesteps.astype(jnp.float32))
+
+
+def test_transformer_step_mode_slides_a_window_over_the_parallel_forward():
+  model = DecisionModel(STATE_DIM, ACT_DIM, features=16, num_layers=1, cell="transformer",
+                        context=K - 2, max_timestep=50, mlp_expansion=2, rngs=nnx.Rngs(0))
+  graphdef, params = nnx.split(model)
+  forward = jax.jit(lambda p, *args: nnx.merge(graphdef, p)(*args)[0])
+  rtg, states, actions, timesteps = _context()
+  stepped, window = jax.jit(lambda p, c: _step_mode(nnx.merge(graphdef, p), *c))(
+      params, (rtg, states, actions, timesteps))
+  # While the window fills, step t sees steps 0..t; afterwards the last K - 2 steps.
+  for t in (0, K - 3, K - 1):
+    start = max(0, t - (K - 3))
+    parallel = forward(params, rtg[:, start:t + 1], states[:, start:t + 1],
+                       actions[:, start:t + 1], timesteps[:, start:t + 1])
+    np.testing.assert_allclose(stepped[:, t], parallel[:, -1], rtol=1e-5, atol=1e-5)
+  np.testing.assert_array_equal(window["timesteps"], timesteps[:, 2:])
+  np.testing.assert_array_equal(window["count"], K)
+  with pytest.raises(ValueError, match="carries no state"):
+    model(rtg, states, actions, timesteps, window)

@@ -8,7 +8,9 @@ Where each setting comes from:
            for minLSTM/minGRU: 3 layers, width 128, context 20, batch 64, dropout 0.1, learning
            rate 1e-4 after 10k linear warmup steps, weight decay 1e-4, gradient clip 0.25,
            100k steps, returns scaled by 1/1000, timestep embedding of 1000, target returns
-           (HalfCheetah 6000, Hopper 3600, Walker2d 5000, and half of each);
+           (HalfCheetah 6000, Hopper 3600, Walker2d 5000, and half of each), one attention
+           head for the "transformer" cell (that baseline, built from this codebase's pre-norm
+           blocks with rotary positions);
   [paper]  the minRNN paper: scores are D4RL-normalised and averaged over 5 training seeds;
   [D4RL]   the datasets' file names and the environments' 1000-step episodes;
   [ours]   choices of this codebase (the residual block's gated MLP and RMSNorm come from
@@ -27,12 +29,13 @@ from minrnn.data.d4rl import DATASETS, ENVS, d4rl_file_name
 # [DT] return-to-go targets; the first is the paper's and gives the headline score.
 TARGET_RETURNS = {"halfcheetah": (6000.0, 3000.0), "hopper": (3600.0, 1800.0),
                   "walker2d": (5000.0, 2500.0)}
-CELLS = ("mingru", "minlstm")
+CELLS = ("mingru", "minlstm", "transformer")
 
 
 def d4rl_config(env: str, dataset: str, cell: str,
                 variant: str = "paper") -> config_dict.ConfigDict:
-  """The config of one table entry: `env` in ENVS, `dataset` in DATASETS, `cell` in CELLS."""
+  """The config of one table entry: `env` in ENVS, `dataset` in DATASETS, `cell` in CELLS
+  (or any cell registered in `minrnn.registry`)."""
   if env not in ENVS or dataset not in DATASETS:
     raise ValueError(f"Unknown D4RL task {env}-{dataset}; environments {ENVS}, datasets "
                      f"{DATASETS}.")
@@ -61,6 +64,8 @@ def d4rl_config(env: str, dataset: str, cell: str,
   config.model = config_dict.ConfigDict()
   config.model.cell = cell
   config.model.cell_kwargs = config_dict.ConfigDict()
+  if cell == "transformer":
+    config.model.cell_kwargs.num_heads = 1  # [DT] n_head
   config.model.features = 128  # [DT] embed_dim
   config.model.num_layers = 3  # [DT] n_layer
   config.model.conv_kernel_size = 0  # [DT] token order comes from the sequence model alone
@@ -95,7 +100,7 @@ def d4rl_config(env: str, dataset: str, cell: str,
     config.model.features = 64
     config.model.num_layers = 2
     config.model.mlp_expansion = 2
-    config.train.num_steps = 3000
+    config.train.num_steps = 2000
     config.train.learning_rate = 1e-3
     config.train.end_learning_rate = 1e-4
     config.train.warmup_steps = 200

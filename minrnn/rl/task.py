@@ -44,7 +44,8 @@ class DecisionTask(D4RLTask):
   def build_model(self, model: Any, seed: int) -> DecisionModel:
     return DecisionModel(
         self.state_dim, self.act_dim, features=model.features, num_layers=model.num_layers,
-        cell=model.cell, cell_kwargs=dict(model.cell_kwargs), max_timestep=self.max_timestep,
+        cell=model.cell, cell_kwargs=dict(model.cell_kwargs), context=self.context,
+        max_timestep=self.max_timestep,
         conv_kernel_size=model.conv_kernel_size, mlp_expansion=model.mlp_expansion,
         dropout=model.dropout, implementation=model.implementation,
         dtype=dtype_from_name(model.dtype), rngs=nnx.Rngs(seed))
