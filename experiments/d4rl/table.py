@@ -1,0 +1,127 @@
+"""The offline-RL table of "Were RNNs All We Needed?" (arXiv 2410.01201, section 4.2): D4RL
+normalised scores of Decision-style minGRU and minLSTM on HalfCheetah, Hopper and Walker2d ×
+Medium, Medium-Replay, Medium-Expert, mean ± standard deviation over training seeds.
+
+    python experiments/d4rl/table.py --workdir runs/d4rl --out experiments/results/d4rl
+
+needs D4RL's nine MuJoCo v2 hdf5 files in `<data dir>/d4rl/` (see `minrnn/data/d4rl.py`). Each
+(task, cell, seed) trains with `configs/d4rl/<env>_<dataset>_<cell>.py` in its own run directory
+`<workdir>/<env>_<dataset>_<cell>/seed<k>`, resuming an unfinished run and reusing a finished
+one, so the command can be stopped and repeated. `--set key=value` overrides config entries
+(e.g. `--set train.num_steps=20000`); `--envs`, `--datasets`, `--cells`, `--seeds` pick a part.
+Writes `<out>.json` (every run's scores) and `<out>.md` (the table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import pathlib
+from typing import Any, Sequence
+
+import numpy as np
+
+from minrnn import train as train_lib
+from minrnn.data.d4rl import DATASETS, ENVS
+from minrnn.rl.config import CELLS, d4rl_config
+
+ENV_NAMES = {"halfcheetah": "HalfCheetah", "hopper": "Hopper", "walker2d": "Walker2d"}
+DATASET_NAMES = {"medium": "Medium", "medium_replay": "Medium-Replay",
+                 "medium_expert": "Medium-Expert"}
+CELL_NAMES = {"mingru": "minGRU", "minlstm": "minLSTM", "transformer": "Transformer"}
+
+
+def apply_overrides(config, overrides: Sequence[str]) -> None:
+  """`key.sub=value` strings onto a ConfigDict; values are Python literals or plain strings."""
+  for item in overrides:
+    key, sep, text = item.partition("=")
+    if not sep:
+      raise ValueError(f"--set expects key=value, got {item!r}.")
+    try:
+      value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      value = text
+    *parents, leaf = key.split(".")
+    node = config
+    for name in parents:
+      node = node[name]
+    if leaf not in node:
+      raise ValueError(f"Unknown config key {key!r}.")
+    node[leaf] = value
+
+
+def run_entry(config, workdir: pathlib.Path) -> dict[str, Any]:
+  """Trains (or resumes, or reuses) one run; returns its `final_eval.json`."""
+  done = workdir / train_lib.FINAL_EVAL_FILE
+  if done.exists():
+    result = json.loads(done.read_text())
+    if result.get("completed") and "final_evaluation" in result:
+      return result
+  return train_lib.train(config, workdir)
+
+
+def summarize(scores: Sequence[float]) -> dict[str, float]:
+  return {"mean": float(np.mean(scores)), "std": float(np.std(scores)), "n": len(scores)}
+
+
+def markdown_table(entries: dict[str, dict[str, dict[str, float]]], cells: Sequence[str],
+                   title: str) -> str:
+  """Rows "Medium / Hopper" etc. (the paper's order), a column per cell, and an average row."""
+  lines = [f"# {title}", "", "| Dataset | Environment | " +
+           " | ".join(CELL_NAMES.get(c, c) for c in cells) + " |",
+           "|---|---|" + "---|" * len(cells)]
+  for row, by_cell in entries.items():
+    dataset, env = row.split("/")
+    values = [f"{by_cell[c]['mean']:.1f} ± {by_cell[c]['std']:.1f}" if c in by_cell else "–"
+              for c in cells]
+    lines.append(f"| {DATASET_NAMES.get(dataset, dataset)} | {ENV_NAMES.get(env, env)} | "
+                 + " | ".join(values) + " |")
+  averages = []
+  for c in cells:
+    means = [by_cell[c]["mean"] for by_cell in entries.values() if c in by_cell]
+    averages.append(f"{np.mean(means):.1f}" if len(means) == len(entries) else "–")
+  lines.append("| **Average** | | " + " | ".join(averages) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--workdir", type=pathlib.Path, required=True)
+  parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("experiments/results/d4rl"))
+  parser.add_argument("--envs", nargs="+", default=list(ENVS), choices=ENVS)
+  parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
+  parser.add_argument("--cells", nargs="+", default=list(CELLS), choices=CELLS)
+  parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+  parser.add_argument("--variant", default="paper", choices=("paper", "cpu"))
+  parser.add_argument("--set", dest="overrides", action="append", default=[],
+                      metavar="KEY=VALUE")
+  args = parser.parse_args()
+
+  runs, entries = {}, {}
+  for dataset in args.datasets:
+    for env in args.envs:
+      row = f"{dataset}/{env}"
+      for cell in args.cells:
+        scores = []
+        for seed in args.seeds:
+          config = d4rl_config(env, dataset, cell, args.variant)
+          config.seed = seed
+          apply_overrides(config, args.overrides)
+          name = f"{env}_{dataset}_{cell}/seed{seed}"
+          result = run_entry(config, args.workdir / name)
+          runs[name] = result["final_evaluation"]
+          scores.append(result["final_evaluation"]["normalized_score"])
+        entries.setdefault(row, {})[cell] = summarize(scores)
+  args.out.parent.mkdir(parents=True, exist_ok=True)
+  args.out.with_suffix(".json").write_text(json.dumps(
+      {"variant": args.variant, "overrides": args.overrides, "seeds": args.seeds,
+       "table": entries, "runs": runs}, indent=2))
+  table = markdown_table(entries, args.cells, "D4RL normalised scores (mean ± std over seeds "
+                         f"{', '.join(map(str, args.seeds))})")
+  args.out.with_suffix(".md").write_text(table)
+  print(table)
+
+
+if __name__ == "__main__":
+  main()
