@@ -50,27 +50,8 @@ def parse_args(argv=None):
   return parser.parse_args(argv)
 
 
-def main(argv=None) -> dict:
-  args = parse_args(argv)
-  name = args.name or ("shakespeare" if args.variant == "paper" else f"shakespeare_{args.variant}")
-  runs = {}
-  for model in args.models.split(","):
-    if model not in NAMES:
-      raise ValueError(f"Unknown model {model!r}; choose from {sorted(NAMES)}.")
-    overrides = [f"train.eval_every={args.eval_every}", "train.progress_bar=False",
-                 *args.override]
-    if args.stop_at_step is not None:
-      overrides.append(f"train.stop_at_step={args.stop_at_step}")
-    config = reporting.load_config(f"configs/shakespeare/{model}.py", args.variant, overrides)
-    workdir = pathlib.Path(args.workdir) / f"{args.variant}_{model}"
-    run = reporting.train_run(config, workdir)
-    run.update(curve=reporting.best_eval(workdir), config=f"configs/shakespeare/{model}.py:"
-               f"{args.variant}", overrides=overrides)
-    runs[model] = run
-    print(f"{NAMES[model]}: best eval loss {run['curve']['best']} at step "
-          f"{run['curve']['best_step']} ({run['step']}/{run['num_steps']} steps, "
-          f"{run['wall_s']} s)")
-
+def _write(args, name: str, runs: dict) -> dict:
+  """Writes the table, figure and JSON of the runs so far; returns the JSON payload."""
   env = reporting.environment()
   lines = [
       f"# Shakespeare character LM ({args.variant} configs)",
@@ -108,6 +89,31 @@ def main(argv=None) -> dict:
              "paper_source": "project issue 6 quoting arXiv 2410.01201 section 4.3",
              "runs": runs, "environment": env}
   reporting.write_results(name, payload, "\n".join(lines), fig, args.out_dir)
+  return payload
+
+
+def main(argv=None) -> dict:
+  args = parse_args(argv)
+  name = args.name or ("shakespeare" if args.variant == "paper" else f"shakespeare_{args.variant}")
+  runs, payload = {}, {}
+  for model in args.models.split(","):
+    if model not in NAMES:
+      raise ValueError(f"Unknown model {model!r}; choose from {sorted(NAMES)}.")
+    overrides = [f"train.eval_every={args.eval_every}", "train.progress_bar=False",
+                 *args.override]
+    if args.stop_at_step is not None:
+      overrides.append(f"train.stop_at_step={args.stop_at_step}")
+    config = reporting.load_config(f"configs/shakespeare/{model}.py", args.variant, overrides)
+    workdir = pathlib.Path(args.workdir) / f"{args.variant}_{model}"
+    run = reporting.train_run(config, workdir)
+    run.update(curve=reporting.best_eval(workdir), config=f"configs/shakespeare/{model}.py:"
+               f"{args.variant}", overrides=overrides)
+    runs[model] = run
+    print(f"{NAMES[model]}: best eval loss {run['curve']['best']} at step "
+          f"{run['curve']['best_step']} ({run['step']}/{run['num_steps']} steps, "
+          f"{run['wall_s']} s)")
+    # Written after every model, so a run cut by a time limit keeps the finished ones.
+    payload = _write(args, name, runs)
   return payload
 
 
