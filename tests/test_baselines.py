@@ -14,6 +14,12 @@ from test_train import load_config
 
 B, T, D = 2, 7, 8
 
+# Compiled once per test session: eager Mamba dispatches hundreds of small ops per call.
+_scan = nnx.jit(lambda cell, x, carry: cell.scan(x, carry))
+_scan_sequential = nnx.jit(lambda cell, x: cell.scan(x, implementation="sequential"))
+_step = nnx.jit(lambda cell, carry, x: cell(carry, x))
+_logits = nnx.jit(lambda model, tokens: model(tokens)[0])
+
 
 @pytest.fixture(scope="module")
 def mamba():
@@ -28,13 +34,13 @@ def x():
 def _steps(cell, carry, x):
   ys = []
   for t in range(x.shape[1]):
-    carry, y = cell(carry, x[:, t])
+    carry, y = _step(cell, carry, x[:, t])
     ys.append(y)
   return carry, jnp.stack(ys, 1)
 
 
 def test_mamba_parallel_matches_step_mode(mamba, x):
-  carry, y = mamba.scan(x)
+  carry, y = _scan(mamba, x, None)
   step_carry, step_y = _steps(mamba, mamba.initialize_carry((B, D)), x)
   assert y.shape == (B, T, D) and carry["ssm"].shape == (B, 2 * D, 4)
   np.testing.assert_allclose(y, step_y, rtol=1e-4, atol=1e-5)
@@ -43,17 +49,17 @@ def test_mamba_parallel_matches_step_mode(mamba, x):
 
 
 def test_mamba_continuation_and_scan_paths_agree(mamba, x):
-  _, y = mamba.scan(x)
-  carry, y1 = mamba.scan(x[:, :3])
-  _, y2 = mamba.scan(x[:, 3:], carry)
+  _, y = _scan(mamba, x, None)
+  carry, y1 = _scan(mamba, x[:, :3], None)
+  _, y2 = _scan(mamba, x[:, 3:], carry)
   np.testing.assert_allclose(jnp.concatenate([y1, y2], 1), y, rtol=1e-4, atol=1e-5)
-  _, y_seq = mamba.scan(x, implementation="sequential")
+  _, y_seq = _scan_sequential(mamba, x)
   np.testing.assert_allclose(y_seq, y, rtol=1e-4, atol=1e-5)
 
 
 def test_mamba_is_causal_and_rejects_log_space_scans(mamba, x):
-  _, y = mamba.scan(x)
-  _, y_changed = mamba.scan(x.at[:, 4].add(1.0))
+  _, y = _scan(mamba, x, None)
+  _, y_changed = _scan(mamba, x.at[:, 4].add(1.0), None)
   np.testing.assert_array_equal(y[:, :4], y_changed[:, :4])
   assert not np.allclose(y[:, 4:], y_changed[:, 4:])
   with pytest.raises(ValueError, match="negative"):
@@ -63,9 +69,11 @@ def test_mamba_is_causal_and_rejects_log_space_scans(mamba, x):
 def test_transformer_is_causal():
   model = TransformerLM(11, features=16, num_layers=2, num_heads=2, rngs=nnx.Rngs(0))
   tokens = jax.random.randint(jax.random.key(0), (B, T), 0, 11)
-  logits, state = model(tokens)
-  changed, _ = model(tokens.at[:, 5].set((tokens[:, 5] + 1) % 11))
-  assert logits.shape == (B, T, 11) and logits.dtype == jnp.float32 and state is None
+  logits = _logits(model, tokens)
+  changed = _logits(model, tokens.at[:, 5].set((tokens[:, 5] + 1) % 11))
+  assert logits.shape == (B, T, 11) and logits.dtype == jnp.float32
+  with pytest.raises(ValueError, match="no state"):
+    model(tokens, [])
   np.testing.assert_allclose(logits[:, :5], changed[:, :5], rtol=1e-5, atol=1e-6)
   assert not np.allclose(logits[:, 5:], changed[:, 5:])
   with pytest.raises(ValueError, match="even width"):
@@ -79,6 +87,6 @@ def test_baseline_configs_build_their_models(path, kind):
   config.model.features, config.model.num_layers = 16, 1
   model = build_model(config.model, 65, seed=0)
   assert isinstance(model, kind)
-  logits, _ = model(jnp.zeros((1, 5), jnp.int32))
+  logits = _logits(model, jnp.zeros((1, 5), jnp.int32))
   assert logits.shape == (1, 5, 65) and bool(jnp.all(jnp.isfinite(logits)))
   assert "mamba" in registry.cell_names()
