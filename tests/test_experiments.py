@@ -86,3 +86,17 @@ def test_bad_override_is_a_clear_error():
   reporting = _script("shakespeare").reporting
   with pytest.raises(ValueError, match="not a setting"):
     reporting.load_config("configs/shakespeare/mingru.py", "cpu", ["model.featurez=3"])
+
+
+@pytest.mark.parametrize("path", [
+    "shakespeare/mamba.py", "shakespeare/transformer.py", "formal_languages/mingru.py",
+    "formal_languages/minlstm.py", "formal_languages/transformer.py"])
+@pytest.mark.parametrize("variant", ["paper", "cpu"])
+def test_experiment_configs_have_the_training_loop_keys(path, variant):
+  reporting = _script("shakespeare").reporting
+  config = reporting.load_config("configs/" + path, variant)
+  reference = reporting.load_config("configs/quickstart.py")
+  assert set(config.train.keys()) == set(reference.train.keys())
+  assert set(config.model.keys()) == set(reference.model.keys())
+  assert config.model.cell == pathlib.Path(path).stem
+  assert 0 <= config.train.warmup_steps < config.train.num_steps
