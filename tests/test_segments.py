@@ -1,0 +1,114 @@
+"""Segment streams and the training loop's state-carrying path (truncated BPTT)."""
+
+import importlib.util
+import json
+import pathlib
+
+import numpy as np
+import pytest
+
+from minrnn import train as train_lib
+from minrnn.data.segments import SegmentStream
+from minrnn.metrics import read_metrics, series
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+L = 8
+
+
+def load_config(path, variant):
+  spec = importlib.util.spec_from_file_location("config_under_test", REPO / path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(variant)
+
+
+def stream(ids, **kwargs):
+  args = dict(name="toy", train_ids=ids, eval_ids={"valid": ids[:4 * L + 1]}, vocab_size=40,
+              batch_size=2, seq_len=L, decode=str)
+  return SegmentStream(**{**args, **kwargs})
+
+
+def test_training_batches_are_consecutive_segments_of_each_row():
+  ids = np.arange(1000) % 40
+  task = stream(ids)
+  assert task.row_len == 499 and task.num_segments == 62
+  first, second = task.train_batch(0), task.train_batch(1)
+  np.testing.assert_array_equal(first["inputs"][1], ids[499:499 + L])
+  np.testing.assert_array_equal(second["inputs"][0], ids[L:2 * L])
+  np.testing.assert_array_equal(first["targets"][:, :-1], first["inputs"][:, 1:])
+  np.testing.assert_array_equal(task.train_batch(62)["inputs"], first["inputs"])
+  assert [task.starts_stream(s) for s in (0, 1, 61, 62)] == [True, False, False, True]
+
+
+@pytest.mark.parametrize("n", [4 * L + 1, 37])
+def test_evaluation_predicts_every_token_exactly_once(n):
+  ids = np.random.default_rng(0).integers(0, 40, n)
+  task = stream(ids, eval_ids={"valid": ids}, eval_batch_size=3)
+  batches = list(task.eval_batches())
+  rows = [np.concatenate([b[k] for b in batches], 1) for k in ("targets", "weights", "inputs")]
+  targets, weights, inputs = rows
+  np.testing.assert_array_equal(targets[weights > 0], ids[1:])
+  np.testing.assert_array_equal(inputs[weights > 0], ids[:-1])
+
+
+def test_too_short_splits_are_explained():
+  with pytest.raises(ValueError, match="too short.*lower data.batch_size"):
+    stream(np.arange(10))
+
+
+@pytest.fixture(scope="module")
+def tiny_configs():
+  configs = {}
+  for cell in ("mingru", "minlstm"):
+    configs[cell] = load_config(f"configs/enwik8/{cell}.py", "cpu")
+  configs["srupp"] = load_config("configs/enwik8/srupp_base.py", "cpu")
+  for config in configs.values():
+    config.model.features = 16
+  return configs
+
+
+@pytest.mark.parametrize("cell", ["mingru", "minlstm"])
+def test_two_segments_with_carry_score_like_one_long_segment(tiny_configs, cell):
+  config = tiny_configs[cell]
+  state = train_lib.create_state(config, 40)
+  ids = np.random.default_rng(1).integers(0, 40, 4 * L + 1)
+  two = stream(ids, eval_ids={"valid": ids}, eval_seq_len=L)
+  one = stream(ids, eval_ids={"valid": ids}, eval_seq_len=2 * L)
+  assert len(list(two.eval_batches())) == 2 and len(list(one.eval_batches())) == 1
+  step = train_lib.make_segment_eval_step(state)
+  split = train_lib.evaluate_segments(step, state, two)
+  whole = train_lib.evaluate_segments(step, state, one)
+  assert split["loss"] == pytest.approx(whole["loss"], rel=1e-5)
+  assert split["perplexity"] == pytest.approx(np.exp(whole["loss"]), rel=1e-5)
+  assert split["accuracy"] == whole["accuracy"]
+
+
+def test_segment_training_resumes_exactly_with_the_carried_state(tiny_configs, tmp_path):
+  config = tiny_configs["srupp"]
+  config.data.name = "shakespeare"
+  config.data.segments = True
+  config.data.download = False
+  config.data.batch_size = 8  # Rows of 125k characters: no wrap-around in these steps.
+  config.data.eval_batch_size = 8
+  config.data.eval_batches = 1
+  config.train.num_steps = 6
+  config.train.log_every = 1
+  config.train.eval_every = 3
+  config.train.checkpoint_every = 3
+  config.train.progress_bar = False
+  config.train.tensorboard = False
+  config.model.dropout = 0.1  # Dropout keys must also be reproduced on resume.
+  straight = train_lib.train(config, tmp_path / "straight")
+  config.train.stop_at_step = 3
+  train_lib.train(config, tmp_path / "resumed")
+  config.train.stop_at_step = None
+  resumed = train_lib.train(config, tmp_path / "resumed")
+
+  def losses(run):
+    return series(read_metrics(tmp_path / run / "metrics.jsonl"), "train", "loss")
+
+  assert losses("resumed") == losses("straight")
+  assert resumed["eval"] == straight["eval"]
+  assert set(straight["eval"]) == {"loss", "bits_per_token", "perplexity", "accuracy"}
+  saved = json.loads((tmp_path / "straight" / "final_eval.json").read_text())
+  assert saved["splits"] == {}  # Shakespeare has a validation split only.
