@@ -11,7 +11,7 @@ from minrnn.data.selective_copy import SelectiveCopy
 from minrnn.data.shakespeare import CharVocab, ShakespeareChar
 from minrnn.data.task import Batch, Task
 
-TASKS = ("shakespeare", "selective_copy", *STREAM_TASKS, "formal_language")
+TASKS = ("shakespeare", "selective_copy", *STREAM_TASKS, "formal_language", "d4rl")
 
 
 def make_task(data: Any, seed: int) -> Task:
@@ -31,10 +31,6 @@ def make_task(data: Any, seed: int) -> Task:
                           eval_batches=data.eval_batches, min_len=data.min_len,
                           max_len=data.max_len, eval_min_len=data.eval_min_len,
                           eval_max_len=data.eval_max_len)
-  if data.name == "d4rl":
-    # Imported here: the D4RL task brings its model and environments (the optional `rl` extra).
-    from minrnn.rl.task import make_decision_task
-    return make_decision_task(data, seed)
   if data.name == "d4rl":
     # Imported here: the D4RL task brings its model and environments (the optional `rl` extra).
     from minrnn.rl.task import make_decision_task
