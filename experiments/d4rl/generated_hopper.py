@@ -1,9 +1,9 @@
 """End-to-end offline RL on a generated Hopper-v5 dataset: NOT D4RL.
 
 Generates the dataset of `generate_hopper.py` (if missing) in D4RL's format, trains the
-Decision-style minGRU and minLSTM on it with `configs/d4rl/hopper_medium_<cell>.py:cpu` (the
-file swapped for the generated one), rolls each out in Hopper-v5 and writes
-`<out>.json` / `<out>.md`. Scores use D4RL's Hopper reference returns, but the data is a
+Decision-style minGRU and minLSTM and the Decision Transformer baseline on it with
+`configs/d4rl/hopper_medium_<cell>.py:cpu` (the file swapped for the generated one), rolls
+each out in Hopper-v5 and writes `<out>.json` / `<out>.md`. Scores use D4RL's Hopper reference returns, but the data is a
 hand-written noisy controller's, so they are not comparable with D4RL results.
 
     python experiments/d4rl/generated_hopper.py --workdir runs/d4rl_generated \
@@ -24,7 +24,7 @@ import generate_hopper  # A sibling script: run this file as `python experiments
 from table import apply_overrides, markdown_table, run_entry, summarize
 from minrnn.data.d4rl import D4RLTask, write_d4rl
 from minrnn.data.paths import data_dir
-from minrnn.rl.config import d4rl_config
+from minrnn.rl.config import CELLS, d4rl_config
 from minrnn.rl.evaluate import normalized_score
 
 # The generated episodes' returns reach about 1000 (a full episode without falling).
@@ -36,7 +36,7 @@ def main():
   parser.add_argument("--workdir", type=pathlib.Path, required=True)
   parser.add_argument("--out", type=pathlib.Path,
                       default=pathlib.Path("experiments/results/d4rl_generated_hopper"))
-  parser.add_argument("--cells", nargs="+", default=["mingru", "minlstm"])
+  parser.add_argument("--cells", nargs="+", default=list(CELLS), choices=CELLS)
   parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
   parser.add_argument("--transitions", type=int, default=100_000)
   parser.add_argument("--set", dest="overrides", action="append", default=[],
@@ -58,6 +58,8 @@ def main():
       apply_overrides(config, args.overrides)
       result = run_entry(config, args.workdir / f"{cell}/seed{seed}")
       final = result["final_evaluation"]
+      # The data directory is this machine's; the file name relative to it says enough.
+      final["data"]["file"] = generate_hopper.DEFAULT_FILE
       runs[f"{cell}/seed{seed}"] = {"eval": result["eval"], "final_evaluation": final}
       scores.setdefault(cell, []).append(final["normalized_score"])
       for target, rollout in final["targets"].items():
@@ -65,10 +67,11 @@ def main():
             rollout["mean_normalized_score"])
 
   config = d4rl_config("hopper", "medium", args.cells[0], "cpu")
+  apply_overrides(config, args.overrides)
   task = D4RLTask(env="hopper", file=generate_hopper.DEFAULT_FILE, batch_size=1, context=1,
                   return_scale=1.0, max_timestep=1000, eval_fraction=0.0, eval_batches=0,
                   seed=0)
-  stats = task.describe()
+  stats = {**task.describe(), "file": generate_hopper.DEFAULT_FILE}
   returns = [t.episode_return for t in task.train_trajectories]
   behaviour = {"mean_normalized_score": float(np.mean([normalized_score("hopper", r)
                                                        for r in returns])),
