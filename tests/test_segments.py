@@ -19,7 +19,7 @@ def load_config(path, variant):
   spec = importlib.util.spec_from_file_location("config_under_test", REPO / path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_config(variant)
+  return module.get_config() if variant is None else module.get_config(variant)
 
 
 def stream(ids, **kwargs):
@@ -112,3 +112,15 @@ def test_segment_training_resumes_exactly_with_the_carried_state(tiny_configs, t
   assert set(straight["eval"]) == {"loss", "bits_per_token", "perplexity", "accuracy"}
   saved = json.loads((tmp_path / "straight" / "final_eval.json").read_text())
   assert saved["splits"] == {}  # Shakespeare has a validation split only.
+
+
+@pytest.mark.parametrize("path", ["enwik8/srupp_base.py", "enwik8/mingru.py", "enwik8/minlstm.py",
+                                  "wikitext103/srupp_base.py", "wikitext103/mingru.py"])
+@pytest.mark.parametrize("variant", ["paper", "gpu", "cpu"])
+def test_long_context_configs_have_the_training_loop_keys(path, variant):
+  config = load_config("configs/" + path, variant)
+  reference = load_config("configs/quickstart.py", None)
+  assert set(config.train.keys()) == set(reference.train.keys())
+  assert config.data.name == pathlib.Path(path).parent.name
+  assert 0 <= config.train.warmup_steps < config.train.num_steps
+  assert config.model.cell == pathlib.Path(path).stem.replace("_base", "")

@@ -1,0 +1,105 @@
+"""WikiText word-level reader: the real WikiText-2 validation/test files, a WikiText-103 format
+fixture (vocabulary, round trip, memory-mapped cache), and SRU++ with the adaptive softmax
+trained on it end to end."""
+
+import collections
+import importlib.util
+import os
+import pathlib
+
+import numpy as np
+import pytest
+
+from minrnn import train as train_lib
+from minrnn.data import data_dir, wikitext
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+# The upstream layout: a blank line, ` = Heading = `, a blank line, tokenized text with <unk>
+# and @-@ style number splits; every line starts with a space.
+PARAGRAPH = (" The <unk> river runs 1 @,@ 200 km through the valley , and the town of "
+             "Oakfield lies on its north bank . Fishing and trade made the town rich .\n")
+SECTION = " \n = {title} = \n \n" + PARAGRAPH + " \n = = History = = \n \n" + PARAGRAPH * 3
+
+
+def write_corpus(root: pathlib.Path) -> pathlib.Path:
+  folder = root / "wikitext-103"
+  folder.mkdir(parents=True)
+  for split, titles in (("train", ["Alpha", "Beta", "Gamma"] * 20), ("valid", ["Delta"]),
+                        ("test", ["Alpha", "Beta"])):
+    text = "".join(SECTION.format(title=t) for t in titles)
+    # Words outside the training vocabulary map to <unk> in the held-out splits.
+    (folder / f"wiki.{split}.tokens").write_text(text, encoding="utf-8")
+  return root
+
+
+def test_real_wikitext2_token_counts():
+  root = data_dir() / "wikitext-2"
+  assert len(wikitext.read_tokens(root / "wiki.valid.tokens")) == 217_646
+  tokens = wikitext.read_tokens(root / "wiki.test.tokens")
+  assert len(tokens) == 245_569
+  assert tokens.count(wikitext.EOS) == 4_358 and "<unk>" in tokens
+  vocab = wikitext.WordVocab.from_tokens(tokens)
+  counts = collections.Counter(tokens)
+  assert [counts[w] for w in vocab.words[:50]] == sorted(counts.values(), reverse=True)[:50]
+  ids = vocab.encode(tokens)
+  assert [vocab.words[i] for i in ids[:200]] == tokens[:200]
+
+
+def test_fixture_vocab_round_trip_and_cache(tmp_path):
+  root = write_corpus(tmp_path)
+  vocab, splits = wikitext.load_splits("wikitext103", root)
+  train_tokens = wikitext.read_tokens(root / "wikitext-103" / "wiki.train.tokens")
+  assert vocab.size == len(set(train_tokens))
+  counts = [train_tokens.count(w) for w in vocab.words]
+  assert counts == sorted(counts, reverse=True)  # Frequency order: adaptive clusters are ranges.
+  assert all(isinstance(a, np.memmap) and a.dtype == np.int32 for a in splits.values())
+  assert len(splits["train"]) == len(train_tokens)
+  assert [vocab.words[i] for i in splits["train"]] == train_tokens
+  # "Delta" never occurs in training: it becomes <unk>.
+  valid = [vocab.words[i] for i in splits["valid"]]
+  assert "Delta" not in valid and valid[:6] == ["<eos>", "=", "<unk>", "=", "<eos>", "<eos>"]
+  assert vocab.decode(splits["test"][:5]) == "<eos> = Alpha = <eos>"
+  caches = list((root / "wikitext-103").glob("ids-*/vocab.json"))
+  assert len(caches) == 1
+  again, _ = wikitext.load_splits("wikitext103", root)
+  assert again.words == vocab.words
+
+
+def test_read_only_data_dir_gets_its_cache_elsewhere(tmp_path, monkeypatch):
+  root = write_corpus(tmp_path / "data")
+  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+  access = os.access
+  monkeypatch.setattr(os, "access", lambda path, mode: (
+      access(path, mode) and not pathlib.Path(path).is_relative_to(root)))
+  wikitext.load_splits("wikitext103", root)
+  assert not list((root / "wikitext-103").glob("ids-*"))
+  assert list((tmp_path / "cache").rglob("vocab.json"))
+
+
+def test_missing_files_are_explained(tmp_path):
+  with pytest.raises(FileNotFoundError,
+                     match=r"(?s)wikitext-103/wiki\.train\.tokens.*wikitext-103-v1\.zip"):
+    wikitext.load_splits("wikitext103", tmp_path)
+
+
+def test_srupp_with_adaptive_softmax_trains_on_the_fixture(tmp_path):
+  spec = importlib.util.spec_from_file_location(
+      "wt103", REPO / "configs" / "wikitext103" / "srupp_base.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config("cpu")
+  config.data.dir = str(write_corpus(tmp_path / "data"))
+  config.train.num_steps = 30
+  config.train.learning_rate = 1e-2
+  config.train.eval_every = 30
+  config.train.checkpoint_every = 30
+  config.train.progress_bar = False
+  config.train.tensorboard = False
+  result = train_lib.train(config, tmp_path / "run")
+  assert result["cell"] == "srupp" and result["step"] == config.train.num_steps
+  valid, test = result["eval"], result["splits"]["test"]
+  vocab, _ = wikitext.load_splits("wikitext103", config.data.dir)
+  # Better than a uniform guess after a few steps, and finite on every split.
+  assert valid["perplexity"] < vocab.size
+  assert np.isfinite(test["perplexity"])
