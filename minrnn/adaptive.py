@@ -46,13 +46,14 @@ class AdaptiveEmbedding(nnx.Module):
   """
 
   def __init__(self, vocab_size: int, features: int, *, cutoffs: Sequence[int],
-               div_val: int = 4, embed_features: int | None = None, dtype: Dtype | None = None, param_dtype: Dtype = jnp.float32,
-               rngs: nnx.Rngs):
+               div_val: int = 4, embed_features: int | None = None,
+               dtype: Dtype | None = None, param_dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
     self.bounds = cluster_bounds(vocab_size, cutoffs)
     self.vocab_size = vocab_size
     self.features = features
     self.dtype = dtype
-    widths = [max(1, (embed_features or features) // div_val**i) for i in range(len(self.bounds) - 1)]
+    widths = [max(1, (embed_features or features) // div_val**i)
+              for i in range(len(self.bounds) - 1)]
     normal = nnx.initializers.normal(stddev=0.02)
     self.embeddings = nnx.List([
         nnx.Param(normal(rngs.params(), (end - start, width), param_dtype))

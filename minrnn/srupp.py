@@ -113,4 +113,5 @@ def build_srupp_model(model: Any, vocab_size: int, seed: int,
       memory_length=model.memory_length, dropout=model.dropout,
       attn_dropout=model.attn_dropout, highway_bias=model.highway_bias, output=model.output,
       adaptive_cutoffs=None if cutoffs is None else tuple(cutoffs), div_val=model.div_val,
-      embed_features=model.embed_features, implementation=model.implementation, dtype=dtype, rngs=nnx.Rngs(seed))
+      embed_features=model.embed_features, implementation=model.implementation, dtype=dtype,
+      rngs=nnx.Rngs(seed))
