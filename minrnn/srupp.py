@@ -33,7 +33,7 @@ class SRUppLanguageModel(nnx.Module):
     proj_features: attention width (`n_proj`).
     attention_every: attention in layers k, 2k, ... (1: every layer).
     memory_length: attention memory (previous inputs) per attention layer; 0 for none.
-    dropout: embedding, between-stack and in-layer dropout.
+    dropout: embedding and output dropout, and each layer's (see `SRUppLayer`).
     attn_dropout: dropout on attention probabilities.
     highway_bias: initial highway bias of every layer.
     output: "linear" (own head with bias) or "tied" (transposed embedding).
@@ -69,6 +69,7 @@ class SRUppLanguageModel(nnx.Module):
                    attention=(i + 1) % attention_every == 0,
                    memory_length=memory_length if (i + 1) % attention_every == 0 else 0,
                    dropout=dropout, attn_dropout=attn_dropout, highway_bias=highway_bias,
+                   highway_dropout=i + 1 < num_layers,
                    implementation=implementation, **common)
         for i in range(num_layers)])
     self.head = (nnx.Linear(features, vocab_size, **common)

@@ -105,3 +105,15 @@ def test_bad_arguments_are_explained():
   model = SRUppLanguageModel(30, features=D, num_layers=1, proj_features=4, rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match=r"integer ids of shape \(batch, time\)"):
     model(jnp.zeros((B, T, D)))
+
+
+def test_highway_dropout_is_one_mask_per_sequence_and_off_in_evaluation():
+  layer = SRUppLayer(D, D, proj_features=4, dropout=0.5, rngs=nnx.Rngs(5))
+  x = _x(9)
+  h_eval, _ = layer(x)
+  h_train, _ = layer(x, rngs=nnx.Rngs(dropout=0))
+  np.testing.assert_array_equal(h_eval, layer(x)[0])
+  assert jnp.abs(h_train - h_eval).max() > 1e-3
+  # Where the mask drops a feature of a row, h equals the highway input x at every step.
+  dropped = jnp.all(jnp.isclose(h_train, x, atol=1e-6), axis=1)
+  assert dropped.any() and not dropped.all()

@@ -137,7 +137,9 @@ class SRUppLayer(nnx.Module):
     proj_features: attention (or projection) width.
     attention: use attention (True) or the plain low-rank projection (False).
     memory_length: how many earlier inputs the attention keeps as memory (0: none).
-    dropout: dropout inside the attention/projection before `W_o`.
+    dropout: dropout inside the attention/projection before `W_o`, and (with
+      `highway_dropout`) a per-sequence mask on `r⊙(c − x')` as in SRU.
+    highway_dropout: apply that mask (the official SRU++ does in every layer but the last).
     attn_dropout: dropout on the attention probabilities.
     highway_bias: initial `b_r` (the official SRU++ uses -2: layers start near the identity).
     implementation: SRU recurrence path, `"pallas"`, `"sequential"` or None (platform).
@@ -148,7 +150,7 @@ class SRUppLayer(nnx.Module):
   def __init__(self, in_features: int, hidden_features: int, *, proj_features: int,
                attention: bool = True, memory_length: int = 0, dropout: float = 0.0,
                attn_dropout: float = 0.0, highway_bias: float = -2.0,
-               implementation: str | None = None, dtype: Dtype | None = None,
+               highway_dropout: bool = True, implementation: str | None = None, dtype: Dtype | None = None,
                param_dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
     if memory_length < 0:
       raise ValueError(f"memory_length must be >= 0, got {memory_length}.")
@@ -172,6 +174,9 @@ class SRUppLayer(nnx.Module):
                                              param_dtype))
     self.bias = nnx.Param(
         jnp.zeros((1, 2, hidden_features), param_dtype).at[:, 1].set(highway_bias))
+    # One mask per sequence, broadcast over time, as SRU's variational dropout.
+    self.highway_dropout = nnx.Dropout(dropout if highway_dropout else 0.0,
+                                       broadcast_dims=(1,))
 
   @property
   def attention(self) -> bool:
@@ -207,10 +212,15 @@ class SRUppLayer(nnx.Module):
     x_seq = x.astype(dtype)[:, :, None] if self.num_matrices == 3 else None
     h, c = sru_recurrence(u, x_seq, self.weight_c[...], self.bias[...],
                           state["c"][:, None], implementation=self.implementation)
+    h = h[:, :, 0]
+    if rngs is not None and self.highway_dropout.rate > 0:
+      x_prime = (x if self.num_matrices == 3 else u[:, :, 0, 3]).astype(jnp.float32)
+      h = x_prime + self.highway_dropout(h.astype(jnp.float32) - x_prime, deterministic=False,
+                                         rngs=rngs)
     new_state = {"c": c[:, 0], "memory": None, "memory_mask": None}
     if self.memory_length:
       m = self.memory_length
       context = jnp.concatenate([state["memory"], x.astype(jnp.float32)], axis=1)
       mask = jnp.concatenate([state["memory_mask"], jnp.ones((batch, num_steps), bool)], 1)
       new_state["memory"], new_state["memory_mask"] = context[:, -m:], mask[:, -m:]
-    return h[:, :, 0].astype(dtype), new_state
+    return h.astype(dtype), new_state
