@@ -13,7 +13,6 @@ import importlib.util
 import json
 import math
 import pathlib
-import platform
 import sys
 import time
 from typing import Any, Sequence
@@ -56,9 +55,7 @@ def load_config(path: str, variant: str | None = None, overrides: Sequence[str] 
 
 def environment() -> dict[str, Any]:
   """Device, platform, Python and library versions, and the date."""
-  env = benchmarking.environment(("optax", "orbax-checkpoint"))
-  env["host"] = platform.node()
-  return env
+  return benchmarking.environment(("optax", "orbax-checkpoint"))
 
 
 def best_eval(workdir: str | pathlib.Path, metric: str = "loss") -> dict[str, Any]:
@@ -85,7 +82,7 @@ def train_run(config, workdir: str | pathlib.Path) -> dict[str, Any]:
       "completed": result["completed"],
       "eval": result["eval"],
       "wall_s": round(time.perf_counter() - start, 1),
-      "workdir": str(workdir),
+      "run": pathlib.Path(workdir).name,  # The run's folder inside --workdir.
   }
 
 
