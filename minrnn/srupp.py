@@ -104,6 +104,17 @@ class SRUppLanguageModel(nnx.Module):
     return scores.astype(jnp.float32), new_state
 
 
+  def step(self, state: list[LayerState], tokens: jax.Array
+           ) -> tuple[list[LayerState], jax.Array]:
+    """Step mode for generation (no dropout): tokens int `(batch,)` -> `(state, scores)`,
+    scores float32 `(batch, vocab)`. The attention memory keeps the last `memory_length`
+    inputs, so generation sees the context training saw."""
+    if tokens.ndim != 1:
+      raise ValueError(f"tokens must have shape (batch,), got {tuple(tokens.shape)}.")
+    scores, state = self(tokens[:, None], state)
+    return state, scores[:, 0]
+
+
 def build_srupp_model(model: Any, vocab_size: int, seed: int,
                       dtype: Dtype | None = None) -> SRUppLanguageModel:
   """An `SRUppLanguageModel` from a config's `model` section (see `configs/enwik8/`)."""

@@ -42,6 +42,7 @@ def test_zip_round_trip_split_sizes_and_memory_mapped_cache(tmp_path):
   joined = b"".join(bytes(splits[s]) for s in ("train", "valid", "test"))
   assert joined == TEXT
   assert enwik8.decode(splits["train"][:60]) == TEXT[:60].decode()
+  np.testing.assert_array_equal(enwik8.encode(TEXT[:60].decode()), splits["train"][:60])
   caches = list((root / "enwik8").glob("enwik8.*.u8"))
   assert len(caches) == 1  # Decompressed once, next to the (writable) zip...
   mtime = caches[0].stat().st_mtime_ns

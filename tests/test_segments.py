@@ -24,7 +24,7 @@ def load_config(path, variant):
 
 def stream(ids, **kwargs):
   args = dict(name="toy", train_ids=ids, eval_ids={"valid": ids[:4 * L + 1]}, vocab_size=40,
-              batch_size=2, seq_len=L, decode=str)
+              batch_size=2, seq_len=L, decode=str, encode=list)
   return SegmentStream(**{**args, **kwargs})
 
 

@@ -117,3 +117,20 @@ def test_highway_dropout_is_one_mask_per_sequence_and_off_in_evaluation():
   # Where the mask drops a feature of a row, h equals the highway input x at every step.
   dropped = jnp.all(jnp.isclose(h_train, x, atol=1e-6), axis=1)
   assert dropped.any() and not dropped.all()
+
+
+def test_step_mode_matches_parallel_mode():
+  model = SRUppLanguageModel(30, features=D, num_layers=2, proj_features=4, attention_every=2,
+                             memory_length=T, rngs=nnx.Rngs(6))
+  model.layers[1].transform.alpha[...] = jnp.ones(())
+  tokens = jax.random.randint(jax.random.key(10), (B, T), 0, 30)
+  parallel, _ = model(tokens)
+
+  @nnx.jit
+  def step(model, state, token):
+    return model.step(state, token)
+
+  state = model.initialize_state(B)
+  for t in range(T):
+    state, scores = step(model, state, tokens[:, t])
+    np.testing.assert_allclose(scores, parallel[:, t], rtol=1e-4, atol=1e-5)

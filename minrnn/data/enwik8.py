@@ -140,3 +140,8 @@ def load_splits(configured_dir: str | os.PathLike | None = None, *, download: bo
 
 def decode(ids) -> str:
   return bytes(int(i) for i in ids).decode("utf-8", errors="replace")
+
+
+def encode(text: str) -> np.ndarray:
+  """UTF-8 bytes as int32 ids."""
+  return np.frombuffer(text.encode("utf-8"), np.uint8).astype(np.int32)

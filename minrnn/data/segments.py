@@ -48,6 +48,7 @@ class SegmentStream:
     batch_size: rows per training batch.
     seq_len: segment length (the truncation length of backpropagation through time).
     decode: ids -> text, for samples.
+    encode: text -> int ids `(n,)`, for sampling prompts.
     eval_batch_size: rows per evaluation batch (default: batch_size).
     eval_seq_len: evaluation segment length (default: seq_len).
     max_eval_batches: evaluate only this many segments (None: the whole split), for quick runs.
@@ -57,7 +58,8 @@ class SegmentStream:
 
   def __init__(self, *, name: str, train_ids: np.ndarray, eval_ids: Mapping[str, np.ndarray],
                vocab_size: int, batch_size: int, seq_len: int,
-               decode: Callable[[np.ndarray], str], eval_batch_size: int | None = None,
+               decode: Callable[[np.ndarray], str], encode: Callable[[str], np.ndarray],
+               eval_batch_size: int | None = None,
                eval_seq_len: int | None = None, max_eval_batches: int | None = None):
     self.name = name
     self.vocab_size = vocab_size
@@ -69,6 +71,7 @@ class SegmentStream:
     self.train_ids = train_ids
     self.eval_ids = dict(eval_ids)
     self._decode = decode
+    self._encode = encode
     self.row_len = (len(train_ids) - 1) // batch_size
     self.num_segments = self.row_len // seq_len
     if self.num_segments < 1:
@@ -117,6 +120,9 @@ class SegmentStream:
   def decode(self, ids) -> str:
     return self._decode(ids)
 
+  def encode(self, text: str) -> np.ndarray:
+    return self._encode(text)
+
 
 STREAM_TASKS = ("enwik8", "wikitext103")
 
@@ -128,22 +134,22 @@ def make_stream_task(data: Any) -> SegmentStream:
   if data.name == "enwik8":
     splits = enwik8.load_splits(data.dir, download=data.download,
                                 verify_checksum=data.verify_checksum, cache_dir=data.cache_dir)
-    train, evals, vocab_size, decode = (
+    train, evals, vocab_size, decode, encode = (
         splits["train"], {"valid": splits["valid"], "test": splits["test"]},
-        enwik8.VOCAB_SIZE, enwik8.decode)
+        enwik8.VOCAB_SIZE, enwik8.decode, enwik8.encode)
   elif data.name == "wikitext103":
     vocab, splits = wikitext.load_splits("wikitext103", data.dir, cache_dir=data.cache_dir)
-    train, evals, vocab_size, decode = (
+    train, evals, vocab_size, decode, encode = (
         splits["train"], {"valid": splits["valid"], "test": splits["test"]}, vocab.size,
-        vocab.decode)
+        vocab.decode, lambda text: vocab.encode(text.split()))
   elif data.name == "shakespeare":
     vocab, train, valid = shakespeare.split(shakespeare.load_text(data.dir, data.download))
-    evals, vocab_size, decode = {"valid": valid}, vocab.size, vocab.decode
+    evals, vocab_size, decode, encode = {"valid": valid}, vocab.size, vocab.decode, vocab.encode
   else:
     raise ValueError(f"No segment stream for data.name {data.name!r}; choose one of "
                      f"{STREAM_TASKS + ('shakespeare',)}.")
   return SegmentStream(
       name=data.name, train_ids=train, eval_ids=evals, vocab_size=vocab_size,
-      batch_size=data.batch_size, seq_len=data.seq_len, decode=decode,
+      batch_size=data.batch_size, seq_len=data.seq_len, decode=decode, encode=encode,
       eval_batch_size=data.get("eval_batch_size"), eval_seq_len=data.get("eval_seq_len"),
       max_eval_batches=data.eval_batches)
