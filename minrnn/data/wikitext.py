@@ -49,6 +49,21 @@ def read_tokens(path: str | os.PathLike) -> list[str]:
     return tokenize_lines(f)
 
 
+def _count_tokens(path: pathlib.Path) -> collections.Counter:
+  # Line by line: WikiText-103's 103M training tokens as one Python list would take many GB.
+  counts = collections.Counter()
+  with open(path, encoding="utf-8") as f:
+    for line in f:
+      counts.update(tokenize_lines([line]))
+  return counts
+
+
+def _encode_file(path: pathlib.Path, vocab: "WordVocab") -> np.ndarray:
+  with open(path, encoding="utf-8") as f:
+    chunks = [vocab.encode(tokenize_lines([line])) for line in f]
+  return np.concatenate(chunks) if chunks else np.zeros((0,), np.int32)
+
+
 class WordVocab:
   """Words by id; ids sorted by falling training count."""
 
@@ -58,8 +73,12 @@ class WordVocab:
 
   @classmethod
   def from_tokens(cls, tokens: Iterable[str]) -> "WordVocab":
+    return cls.from_counts(collections.Counter(tokens))
+
+  @classmethod
+  def from_counts(cls, counts: collections.Counter) -> "WordVocab":
     # Counter.most_common keeps first-seen order among equal counts: a deterministic order.
-    return cls([w for w, _ in collections.Counter(tokens).most_common()])
+    return cls([w for w, _ in counts.most_common()])
 
   @property
   def size(self) -> int:
@@ -118,11 +137,10 @@ def load_splits(dataset: str = "wikitext103", configured_dir: str | os.PathLike 
   cache = pathlib.Path(cache_dir) / f"ids-{_cache_key(paths)}"
   vocab_file = cache / "vocab.json"
   if not vocab_file.exists():
-    tokens = {s: read_tokens(p) for s, p in paths.items()}
-    vocab = WordVocab.from_tokens(tokens["train"])
+    vocab = WordVocab.from_counts(_count_tokens(paths["train"]))
     cache.mkdir(parents=True, exist_ok=True)
     for split in SPLITS:
-      np.save(cache / f"{split}.npy", vocab.encode(tokens[split]))
+      np.save(cache / f"{split}.npy", _encode_file(paths[split], vocab))
     # The vocabulary is written last: its presence marks a complete cache.
     tmp = cache / "vocab.json.tmp"
     tmp.write_text(json.dumps(vocab.words, ensure_ascii=False), encoding="utf-8")
