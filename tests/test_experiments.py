@@ -69,7 +69,7 @@ def test_formal_languages(tmp_path):
   run = payload["runs"][0]
   assert run["task"] == "bucket_sort" and 0.0 <= run["score"] <= 1.0
   assert run["score"] == run["eval"]["sequence_accuracy"]
-  assert "| bucket_sort | – |" in _outputs(tmp_path, "fl")[1]
+  assert "| bucket_sort | – | – |" in _outputs(tmp_path, "fl")[1]
 
 
 def test_runtime(tmp_path):

@@ -46,6 +46,12 @@ def _score(task: str, ev: dict) -> float:
   return ev["sequence_accuracy"] if task == "bucket_sort" else ev["accuracy"]
 
 
+def _chance(task: str) -> float | None:
+  """Accuracy (%) of a uniform guess over the answer symbols (None for whole sorted strings)."""
+  lang = LANGUAGES[task]
+  return None if lang.answers_per_symbol else 100 / lang.num_answers
+
+
 def main(argv=None) -> dict:
   args = parse_args(argv)
   name = (args.name or ("formal_languages" if args.variant == "paper"
@@ -80,12 +86,13 @@ def main(argv=None) -> dict:
       "sorted strings). The paper's numbers for these tasks were not available to us: "
       "\"paper\" is left empty.",
       "",
-      "| task | " + " | ".join(f"{NAMES[m]} (paper) | {NAMES[m]} (ours)" for m in models) + " |",
-      "|---|" + "---|---|" * len(models),
+      "| task | chance | " + " | ".join(f"{NAMES[m]} (paper) | {NAMES[m]} (ours)"
+                                       for m in models) + " |",
+      "|---|---|" + "---|---|" * len(models),
   ]
   for task in tasks:
     cells = [f"– | {reporting.fmt(100 * scores[task, m]['score'], 1)}" for m in models]
-    lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    lines.append(f"| {task} | {reporting.fmt(_chance(task), 1)} | " + " | ".join(cells) + " |")
   steps = sorted({f"{r['step']}/{r['num_steps']}" for r in runs})
   wall = sum(r["wall_s"] for r in runs)
   lines += ["", f"Steps per run: {', '.join(steps)}; total wall time {wall:.0f} s.",
