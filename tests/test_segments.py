@@ -98,6 +98,8 @@ def test_segment_training_resumes_exactly_with_the_carried_state(tiny_configs, t
   config.train.progress_bar = False
   config.train.tensorboard = False
   config.model.dropout = 0.1  # Dropout keys must also be reproduced on resume.
+  config.model.num_layers = 1  # One attention layer: its memory and mask are checkpointed too.
+  config.model.attention_every = 1
   straight = train_lib.train(config, tmp_path / "straight")
   config.train.stop_at_step = 3
   train_lib.train(config, tmp_path / "resumed")
