@@ -70,18 +70,30 @@ def best_eval(workdir: str | pathlib.Path, metric: str = "loss") -> dict[str, An
           "best_step": steps[values.index(best)]}
 
 
+WALL_TIME_FILE = "experiment_wall_s.json"
+
+
 def train_run(config, workdir: str | pathlib.Path) -> dict[str, Any]:
-  """Trains (or resumes) one run; returns its final evaluation, steps and wall time."""
+  """Trains (or resumes) one run; returns its final evaluation, steps and wall time.
+
+  The wall time is summed over every command that worked on the run (kept in the run's
+  `experiment_wall_s.json`), so a run split into chunks reports its whole cost.
+  """
   from minrnn import train as train_lib
 
+  workdir = pathlib.Path(workdir)
+  wall_file = workdir / WALL_TIME_FILE
+  before = json.loads(wall_file.read_text())["wall_s"] if wall_file.exists() else 0.0
   start = time.perf_counter()
   result = train_lib.train(config, workdir)
+  wall_s = round(before + time.perf_counter() - start, 1)
+  wall_file.write_text(json.dumps({"wall_s": wall_s}))
   return {
       "step": result["step"],
       "num_steps": config.train.num_steps,
       "completed": result["completed"],
       "eval": result["eval"],
-      "wall_s": round(time.perf_counter() - start, 1),
+      "wall_s": wall_s,
       "run": pathlib.Path(workdir).name,  # The run's folder inside --workdir.
   }
 

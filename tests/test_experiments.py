@@ -56,6 +56,7 @@ def test_selective_copy_resumes_in_chunks(tmp_path):
   second = script.main(args)
   run = second["runs"][0]
   assert run["step"] == 4 and run["completed"] and run["curve"]["steps"] == [2, 4]
+  assert run["wall_s"] > first["runs"][0]["wall_s"]  # Summed over both chunks.
   assert "| minGRU | 1 | 29.8 |" in _outputs(tmp_path, "sc")[1]
 
 
