@@ -97,6 +97,8 @@ def main(argv=None) -> dict:
   wall = sum(r["wall_s"] for r in runs)
   lines += ["", f"Steps per run: {', '.join(steps)}; total wall time {wall:.0f} s.",
             reporting.environment_line(env)]
+  if args.override:
+    lines.append("Config overrides: " + ", ".join(f"`{o}`" for o in args.override) + ".")
   if args.variant != "paper":
     lines.append(f"\nNot the full budget: `{args.variant}` configs (small models, few steps).")
 

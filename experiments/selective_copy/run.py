@@ -86,6 +86,8 @@ def main(argv=None) -> dict:
         f"| {reporting.fmt(100 * run['eval']['sequence_accuracy'], 1)} "
         f"| {run['step']}/{run['num_steps']} | {run['wall_s']} |")
   lines += ["", reporting.environment_line(env)]
+  if args.override:
+    lines.append("Config overrides: " + ", ".join(f"`{o}`" for o in args.override) + ".")
   if args.variant != "paper" or any(not run["completed"] for run in runs):
     lines.append("\nNot the paper's budget or setting: see the steps run and the context "
                  "length; the accuracy curves are in the figure.")

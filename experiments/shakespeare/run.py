@@ -69,6 +69,8 @@ def _write(args, name: str, runs: dict) -> dict:
         f"| {reporting.fmt(run['curve']['best'])} | {run['curve']['best_step']} "
         f"| {run['step']}/{run['num_steps']} | {run['wall_s']} |")
   lines += ["", reporting.environment_line(env)]
+  if args.override:
+    lines.append("Config overrides: " + ", ".join(f"`{o}`" for o in args.override) + ".")
   if args.variant != "paper":
     lines.append(f"\nNot the paper's setting: `{args.variant}` configs (smaller models, "
                  "shorter contexts, fewer steps); compare trends, not numbers.")
