@@ -224,6 +224,11 @@ class TrainShardings:
   batch: NamedSharding
   replicated: NamedSharding
 
+  def put_batch(self, batch: Mapping[str, Any]) -> dict[str, jax.Array]:
+    """The global batch (host arrays, the same on every process) laid out by `self.batch`;
+    arrays of rank 1 `(batch,)` are split over its first axis only."""
+    return _put_batch(batch, self.batch)
+
 
 def train_shardings(mesh: Mesh, params: Any, tx: optax.GradientTransformation, *,
                     rules: Rules = DEFAULT_RULES, data_axis: str | None = DATA_AXIS,
@@ -271,9 +276,24 @@ def shard_batch(batch: Mapping[str, Any], mesh: Mesh, *, data_axis: str | None =
                 sequence_axis: str | None = None) -> dict[str, jax.Array]:
   """The global batch (host arrays `(batch, time, ...)` or `(batch,)`, the same on every
   process) as arrays split over the mesh; each process transfers only its own devices' slices."""
-  spec = batch_sharding(mesh, data_axis, sequence_axis).spec
-  return {key: _put_array(value, NamedSharding(mesh, P(*spec[:np.ndim(value)])))
+  return _put_batch(batch, batch_sharding(mesh, data_axis, sequence_axis))
+
+
+def _put_batch(batch: Mapping[str, Any], sharding: NamedSharding) -> dict[str, jax.Array]:
+  spec = sharding.spec
+  return {key: _put_array(value, NamedSharding(sharding.mesh, P(*spec[:np.ndim(value)])))
           for key, value in batch.items()}
+
+
+def carry_shardings(tree: Any, mesh: Mesh, data_axis: str | None = DATA_AXIS) -> Any:
+  """Shardings of a recurrent state carried from one batch to the next (arrays whose first axis
+  is the batch): split over `data_axis` where it divides that axis, replicated otherwise."""
+  def sharding(x):
+    split = (data_axis in mesh.axis_names and np.ndim(x) > 0
+             and np.shape(x)[0] % mesh.shape[data_axis] == 0)
+    return NamedSharding(mesh, P(data_axis) if split else P())
+
+  return jax.tree.map(sharding, tree)
 
 
 def abstract(tree: Any, shardings: Any) -> Any:

@@ -27,12 +27,21 @@ starts the next batch, with gradients stopped between segments. The state is che
 the parameters, so resumed runs stay exact. Evaluation runs over the whole split with the state
 carried, and reports bits per token (bits per character on enwik8) and perplexity; the final
 evaluation also scores every other evaluation split of the task (e.g. test) under `splits`.
+
+Every path runs over a device mesh (`minrnn.distributed`): `config.mesh` names its axes, e.g.
+`--config.mesh.data=4 --config.mesh.sequence=2` (default: every device on `data`). The batch
+(and a segment task's carried state) is split over `data`, time over `sequence` when it is
+larger than 1 (the recurrences then scan through `minrnn.ops.sequence_parallel`), and the
+parameters and optimizer state follow `distributed.DEFAULT_RULES` (split over a `model` axis,
+else replicated). The losses are those of one device for the same global batch, and checkpoints
+restore onto any device count. Run one process per host (`jax.distributed`, set up from
+`JAX_COORDINATOR_ADDRESS`, `JAX_NUM_PROCESSES`, `JAX_PROCESS_ID`); all of them save the
+checkpoints into the shared workdir, process 0 alone writes the other outputs.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import math
 import pathlib
@@ -47,10 +56,12 @@ import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
+from minrnn import distributed
 from minrnn.checkpointing import Checkpoints
-from minrnn.data import Batch, Task, make_task
+from minrnn.data import Task, make_task
 from minrnn.metrics import METRICS_FILE, MetricsWriter, read_metrics
 from minrnn.models import LanguageModel, build_model
+from minrnn.ops import sequence_parallel
 from minrnn.optimizer import make_optimizer
 from minrnn.plots import plot_loss_curve
 
@@ -59,12 +70,16 @@ FINAL_EVAL_FILE = "final_eval.json"
 LOSS_CURVE_FILE = "loss_curve.png"
 CHECKPOINT_DIR = "checkpoints"
 BEST_DIR = "best"
+# The mesh of a config without a `mesh` section: every device on `data`.
+DEFAULT_MESH = {distributed.DATA_AXIS: -1}
 
 
 @dataclasses.dataclass
 class TrainState:
   """Everything a run needs besides its config. `params` and `opt_state` are checkpointed;
-  `graphdef` and `rest` (non-parameter model state) are rebuilt from the config."""
+  `graphdef` and `rest` (non-parameter model state) are rebuilt from the config. With
+  `shardings` (a run over a device mesh) the parameters and optimizer state are laid out by it,
+  and the step functions below compile for that mesh."""
 
   graphdef: Any
   rest: Any
@@ -72,6 +87,7 @@ class TrainState:
   opt_state: Any
   tx: optax.GradientTransformation
   schedule: optax.Schedule
+  shardings: distributed.TrainShardings | None = None
 
   def model(self) -> LanguageModel:
     return nnx.merge(self.graphdef, self.params, self.rest)
@@ -80,13 +96,64 @@ class TrainState:
     return {"params": self.params, "opt_state": self.opt_state}
 
 
-def create_state(config: Any, vocab_size: int, model: nnx.Module | None = None) -> TrainState:
-  """A freshly initialised model (unless given) and optimizer state for `config`."""
+def create_state(config: Any, vocab_size: int, model: nnx.Module | None = None, *,
+                 mesh: jax.sharding.Mesh | None = None) -> TrainState:
+  """A freshly initialised model (unless given) and optimizer state for `config`, laid out
+  over `mesh` (by `minrnn.distributed`'s rules) when given."""
   if model is None:
     model = build_model(config.model, vocab_size, config.seed)
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   tx, schedule = make_optimizer(config.train)
-  return TrainState(graphdef, rest, params, tx.init(params), tx, schedule)
+  if mesh is None:
+    return TrainState(graphdef, rest, params, tx.init(params), tx, schedule)
+  shardings = distributed.train_shardings(mesh, params, tx, sequence_axis=_sequence_axis(mesh))
+  params = distributed.put(params, shardings.params)
+  opt_state = distributed.init_opt_state(tx, params, shardings)
+  return TrainState(graphdef, rest, params, opt_state, tx, schedule, shardings)
+
+
+def _sequence_axis(mesh: jax.sharding.Mesh) -> str | None:
+  """The mesh axis time is split over; a size-1 `sequence` axis leaves the plain scan."""
+  return (distributed.SEQUENCE_AXIS
+          if mesh.shape.get(distributed.SEQUENCE_AXIS, 1) > 1 else None)
+
+
+def make_mesh(config: Any) -> tuple[jax.sharding.Mesh, Any]:
+  """The device mesh of `config.mesh` (default: all devices on `data`), and `config` with the
+  model's scans sent through the sequence-parallel path when the mesh splits time."""
+  mesh = distributed.make_mesh(config.get("mesh") or DEFAULT_MESH)
+  sequence_axis = _sequence_axis(mesh)
+  if sequence_axis is not None:
+    config = config.copy_and_resolve_references()
+    config.model.implementation = sequence_parallel.register(
+        mesh, sequence_axis, implementation=config.model.implementation,
+        batch_axis=distributed.DATA_AXIS if distributed.DATA_AXIS in mesh.axis_names else None)
+  return mesh, config
+
+
+def _jit(step, shardings: distributed.TrainShardings | None, layout, *, batch_arg: int,
+         donate_argnums: tuple[int, ...] = ()):
+  """`jax.jit(step)`, over `shardings.mesh` when given, with the `(in_shardings,
+  out_shardings)` that `layout(shardings)` returns (None for an argument: its own sharding).
+
+  The returned function takes the batch (argument `batch_arg`) as host arrays, the whole global
+  batch in every process, and hands each device its slice.
+  """
+  if shardings is None:
+    jitted = jax.jit(step, donate_argnums=donate_argnums)
+    place = lambda batch: {k: jnp.asarray(v) for k, v in batch.items()}
+  else:
+    in_shardings, out_shardings = layout(shardings)
+    jitted = jax.jit(step, in_shardings=in_shardings, out_shardings=out_shardings,
+                     donate_argnums=donate_argnums)
+    place = shardings.put_batch
+
+  def run(*args):
+    args = list(args)
+    args[batch_arg] = place(args[batch_arg])
+    return jitted(*args)
+
+  return run
 
 
 def weighted_cross_entropy(logits: jax.Array, targets: jax.Array,
@@ -108,7 +175,6 @@ def make_train_step(state: TrainState, task_loss=language_model_loss):
   """
   graphdef, rest, tx = state.graphdef, state.rest, state.tx
 
-  @functools.partial(jax.jit, donate_argnums=(0, 1))
   def train_step(params, opt_state, batch, dropout_key):
     def loss_fn(params):
       model = nnx.merge(graphdef, params, rest)
@@ -119,7 +185,10 @@ def make_train_step(state: TrainState, task_loss=language_model_loss):
     params = optax.apply_updates(params, updates)
     return params, opt_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 
-  return train_step
+  return _jit(train_step, state.shardings,
+              lambda s: ((s.params, s.opt_state, s.batch, s.replicated),
+                         (s.params, s.opt_state, s.replicated)),
+              batch_arg=2, donate_argnums=(0, 1))
 
 
 def make_eval_step(state: TrainState, task_eval_sums=None):
@@ -127,7 +196,6 @@ def make_eval_step(state: TrainState, task_eval_sums=None):
   `task_eval_sums(model, batch)` when given."""
   graphdef, rest = state.graphdef, state.rest
 
-  @jax.jit
   def eval_step(params, batch):
     model = nnx.merge(graphdef, params, rest)
     if task_eval_sums is not None:
@@ -146,15 +214,16 @@ def make_eval_step(state: TrainState, task_eval_sums=None):
         "rows": jnp.sum(scored_rows),
     }
 
-  return eval_step
+  return _jit(eval_step, state.shardings, lambda s: ((s.params, s.batch), s.replicated),
+              batch_arg=1)
 
 
 def make_segment_train_step(state: TrainState):
   """A jitted `(params, opt_state, batch, dropout_key, model_state) -> (params, opt_state,
-  metrics, model_state)`: one segment of truncated backpropagation through time."""
+  metrics, model_state)`: one segment of truncated backpropagation through time. On a mesh,
+  `model_state` keeps the layout it comes with (see `distributed.carry_shardings`)."""
   graphdef, rest, tx = state.graphdef, state.rest, state.tx
 
-  @functools.partial(jax.jit, donate_argnums=(0, 1))
   def train_step(params, opt_state, batch, dropout_key, model_state):
     def loss_fn(params):
       model = nnx.merge(graphdef, params, rest)
@@ -168,14 +237,16 @@ def make_segment_train_step(state: TrainState):
     metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
     return params, opt_state, metrics, jax.lax.stop_gradient(new_state)
 
-  return train_step
+  return _jit(train_step, state.shardings,
+              lambda s: ((s.params, s.opt_state, s.batch, s.replicated, None),
+                         (s.params, s.opt_state, s.replicated, None)),
+              batch_arg=2, donate_argnums=(0, 1))
 
 
 def make_segment_eval_step(state: TrainState):
   """A jitted `(params, batch, model_state) -> (sums, model_state)`."""
   graphdef, rest = state.graphdef, state.rest
 
-  @jax.jit
   def eval_step(params, batch, model_state):
     model = nnx.merge(graphdef, params, rest)
     logits, model_state = model(batch["inputs"], model_state)
@@ -185,7 +256,17 @@ def make_segment_eval_step(state: TrainState):
     return {"loss": jnp.sum(losses * weights), "weight": jnp.sum(weights),
             "correct": jnp.sum(correct * weights)}, model_state
 
-  return eval_step
+  return _jit(eval_step, state.shardings,
+              lambda s: ((s.params, s.batch, None), (s.replicated, None)), batch_arg=1)
+
+
+def initial_model_state(state: TrainState, batch_size: int) -> Any:
+  """The model's state before the first segment, split over `data` on a mesh."""
+  model_state = state.model().initialize_state(batch_size)
+  if state.shardings is None:
+    return model_state
+  return distributed.put(model_state,
+                         distributed.carry_shardings(model_state, state.shardings.mesh))
 
 
 def evaluate_segments(eval_step, state: TrainState, task: Task,
@@ -193,10 +274,10 @@ def evaluate_segments(eval_step, state: TrainState, task: Task,
   """Metrics over a whole split of a segment-stream task, the model state carried from each
   segment to the next (each row starts from a fresh state). Returns loss (nats per token),
   bits_per_token, perplexity and accuracy."""
-  model_state = state.model().initialize_state(task.eval_batch_size)
+  model_state = initial_model_state(state, task.eval_batch_size)
   totals = None
   for batch in task.eval_batches(split):
-    sums, model_state = eval_step(state.params, _device_batch(batch), model_state)
+    sums, model_state = eval_step(state.params, batch, model_state)
     totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
   totals = {k: float(v) for k, v in jax.device_get(totals).items()}
   loss = totals["loss"] / totals["weight"]
@@ -241,10 +322,6 @@ def _config_to_json(config: Any) -> str:
   return json.dumps(config, indent=2, sort_keys=True, default=str)
 
 
-def _device_batch(batch: Batch) -> dict[str, jax.Array]:
-  return {k: jnp.asarray(v) for k, v in batch.items()}
-
-
 def train(config: Any, workdir: str | pathlib.Path) -> dict[str, Any]:
   """Trains (or resumes) the run described by `config` in `workdir`.
 
@@ -258,19 +335,24 @@ def train(config: Any, workdir: str | pathlib.Path) -> dict[str, Any]:
   """
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  (workdir / CONFIG_FILE).write_text(_config_to_json(config))
+  # Every process of a multi-process run trains and saves checkpoints (Orbax coordinates
+  # them); process 0 alone writes the config, metrics, progress bar, results and plot.
+  main_process = jax.process_index() == 0
+  if main_process:
+    (workdir / CONFIG_FILE).write_text(_config_to_json(config))
   tc = config.train
   stop = tc.num_steps if tc.stop_at_step is None else min(tc.stop_at_step, tc.num_steps)
 
+  mesh, config = make_mesh(config)
   task = make_task(config.data, config.seed)
   model = task.build_model(config.model, config.seed) if hasattr(task, "build_model") else None
-  state = create_state(config, getattr(task, "vocab_size", None), model)
+  state = create_state(config, getattr(task, "vocab_size", None), model, mesh=mesh)
   checkpoints = Checkpoints(workdir / CHECKPOINT_DIR, keep=tc.keep_checkpoints)
   best = Checkpoints(workdir / BEST_DIR, keep=1)
   start, best_loss = 0, math.inf
   carries = getattr(task, "carries_state", False)
   # The model state carried from one segment to the next (segment-stream tasks only).
-  model_state = state.model().initialize_state(task.batch_size) if carries else None
+  model_state = initial_model_state(state, task.batch_size) if carries else None
 
   def checkpoint_tree() -> dict[str, Any]:
     tree = state.checkpoint_tree()
@@ -286,7 +368,8 @@ def train(config: Any, workdir: str | pathlib.Path) -> dict[str, Any]:
     start, best_loss = meta["step"], meta["best_eval_loss"]
     print(f"Resuming from step {start} ({checkpoints.directory}).")
 
-  writer = MetricsWriter(workdir, tensorboard=tc.tensorboard, resume_step=start)
+  writer = (MetricsWriter(workdir, tensorboard=tc.tensorboard, resume_step=start)
+            if main_process else None)
   if carries:
     train_step, eval_step = make_segment_train_step(state), make_segment_eval_step(state)
     run_eval = lambda split=None: evaluate_segments(eval_step, state, task, split)
@@ -299,7 +382,8 @@ def train(config: Any, workdir: str | pathlib.Path) -> dict[str, Any]:
   def save(step: int) -> None:
     checkpoints.save(step, checkpoint_tree(), {"step": step, "best_eval_loss": best_loss})
 
-  progress = tqdm(total=tc.num_steps, initial=start, disable=not tc.progress_bar,
+  progress = tqdm(total=tc.num_steps, initial=start,
+                  disable=not (tc.progress_bar and main_process),
                   unit="step", dynamic_ncols=True)
   tokens_since, time_since = 0, time.perf_counter()
   eval_metrics, eval_step_done = None, None
@@ -309,12 +393,12 @@ def train(config: Any, workdir: str | pathlib.Path) -> dict[str, Any]:
       dropout_key = jax.random.fold_in(dropout_root, step)
       if carries:
         if task.starts_stream(step):
-          model_state = state.model().initialize_state(task.batch_size)
+          model_state = initial_model_state(state, task.batch_size)
         state.params, state.opt_state, metrics, model_state = train_step(
-            state.params, state.opt_state, _device_batch(batch), dropout_key, model_state)
+            state.params, state.opt_state, batch, dropout_key, model_state)
       else:
         state.params, state.opt_state, metrics = train_step(
-            state.params, state.opt_state, _device_batch(batch), dropout_key)
+            state.params, state.opt_state, batch, dropout_key)
       done = step + 1
       tokens_since += batch["weights"].size
       progress.update(1)
@@ -324,12 +408,14 @@ def train(config: Any, workdir: str | pathlib.Path) -> dict[str, Any]:
         metrics["tokens_per_sec"] = tokens_since / (now - time_since)
         metrics["learning_rate"] = float(state.schedule(step))
         tokens_since, time_since = 0, now
-        writer.write(done, "train", metrics)
+        if writer:
+          writer.write(done, "train", metrics)
         progress.set_postfix(loss=f"{metrics['loss']:.4f}",
                              tok_s=f"{metrics['tokens_per_sec']:.3g}")
       if done % tc.eval_every == 0 or done == tc.num_steps:
         eval_metrics, eval_step_done = run_eval(), done
-        writer.write(done, "eval", eval_metrics)
+        if writer:
+          writer.write(done, "eval", eval_metrics)
         if eval_metrics["loss"] < best_loss:
           best_loss = eval_metrics["loss"]
           best.save(done, state.checkpoint_tree(),
@@ -340,7 +426,8 @@ def train(config: Any, workdir: str | pathlib.Path) -> dict[str, Any]:
         save(done)
   finally:
     progress.close()
-    writer.close()
+    if writer:
+      writer.close()
     checkpoints.close()
     best.close()
 
@@ -360,9 +447,10 @@ def train(config: Any, workdir: str | pathlib.Path) -> dict[str, Any]:
     result["splits"] = {split: run_eval(split) for split in task.eval_splits[1:]}
   if hasattr(task, "final_evaluation"):
     result["final_evaluation"] = task.final_evaluation(state.model())
-  (workdir / FINAL_EVAL_FILE).write_text(json.dumps(result, indent=2))
-  plot_loss_curve(read_metrics(workdir / METRICS_FILE), workdir / LOSS_CURVE_FILE,
-                  title=f"{task.name} / {config.model.cell}")
+  if main_process:
+    (workdir / FINAL_EVAL_FILE).write_text(json.dumps(result, indent=2))
+    plot_loss_curve(read_metrics(workdir / METRICS_FILE), workdir / LOSS_CURVE_FILE,
+                    title=f"{task.name} / {config.model.cell}")
   return result
 
 
@@ -397,9 +485,11 @@ def main(argv):
   # Orbax logs every save at INFO; keep the console to the progress bar unless asked.
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
+  distributed.initialize()
   workdir = pathlib.Path(_WORKDIR.value)
   result = train(_CONFIG.value, workdir)
-  print(_summary(result, workdir))
+  if jax.process_index() == 0:
+    print(_summary(result, workdir))
 
 
 if __name__ == "__main__":

@@ -6,10 +6,13 @@ they run in subprocesses (this file run as a script) that print JSON; the tests 
 - one process with 8 devices trains a tiny minGRU LM a few steps on meshes `data=1` (the
   reference), `data=8`, `data=4 x model=2` and `data=2 x sequence=4` (sequence-parallel scan),
   and saves an Orbax checkpoint of the sharded `data=4 x model=2` run;
+- the same process runs the training loop itself (`minrnn.train.train`, a tiny selective-copy
+  run with dropout) on meshes `data=8` and `data=2 x sequence=4`, stopping halfway;
 - two processes with 2 devices each, joined by `jax.distributed` on 127.0.0.1, train the same
-  steps on a `data=4` mesh.
+  steps on a `data=4` mesh, then run the training loop in one shared workdir.
 
-The pytest process (one device) restores the 8-device checkpoint.
+The pytest process (one device) restores the 8-device checkpoint, runs the training loop as the
+reference and resumes the stopped 8-device run to its end.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ import pytest
 from flax import nnx
 
 from minrnn import distributed
+from minrnn import train as train_lib
+from minrnn.metrics import METRICS_FILE, read_metrics, series
 from minrnn.models import LanguageModel
 from minrnn.ops import sequence_parallel
 
@@ -42,6 +47,10 @@ _MESHES = {
     "data=2,sequence=4": {"data": 2, "sequence": 4},
 }
 _CHECKPOINTED_MESH = "data=4,model=2"
+# The training loop's runs: `_LOOP_STEPS` steps, the multi-device ones stopped at `_LOOP_STOP`.
+_LOOP_STEPS, _LOOP_STOP = 4, 2
+_LOOP_MESHES = {"data=8": {"data": 8}, "data=2,sequence=4": {"data": 2, "sequence": 4}}
+_RESUMED_MESH = "data=8"
 
 
 def _load(path: pathlib.Path):
@@ -128,6 +137,36 @@ def _train(mesh, sequence_axis: str | None = None) -> dict:
   return {"losses": losses, "grads": first_grads, "params": params, "opt_state": opt_state}
 
 
+def _loop_config(mesh: dict | None = None, stop_at_step: int | None = None):
+  """A tiny selective-copying run of `minrnn.train` (dropout on: its masks must not depend on
+  the layout); `mesh` None leaves the loop's default, every device on `data`."""
+  config = _load(_REPO / "configs" / "selective_copy" / "mingru.py").get_config("cpu")
+  config.data.batch_size = 8
+  config.data.seq_len = 14  # With the 2 tokens to copy, 16 positions: 4 chunks of 4.
+  config.data.num_tokens = 2
+  config.data.eval_batches = 1
+  config.model.features = 8
+  config.model.num_layers = 1
+  config.model.mlp_expansion = 2
+  config.model.dropout = 0.1
+  config.train.num_steps = _LOOP_STEPS
+  config.train.stop_at_step = stop_at_step
+  config.train.warmup_steps = 1
+  config.train.log_every = 1
+  config.train.eval_every = 2
+  config.train.checkpoint_every = 100
+  config.train.progress_bar = False
+  config.train.tensorboard = False
+  if mesh is not None:
+    config.mesh = mesh
+  return config
+
+
+def _loop_losses(workdir: pathlib.Path) -> dict[str, list[float]]:
+  records = read_metrics(workdir / METRICS_FILE)
+  return {split: series(records, split, "loss")[1] for split in ("train", "eval")}
+
+
 def _leaves(tree) -> list[np.ndarray]:
   return [np.asarray(x) for x in jax.tree.leaves(tree)]
 
@@ -170,17 +209,22 @@ def _single_process_worker(checkpoint_dir: str) -> dict:
     result["indivisible_batch_error"] = str(e)
   # The two-process run is compared with this, a plain run of the same steps.
   result["reference_params"] = [x.tolist() for x in _leaves(reference["params"])]
+  for name, axes in _LOOP_MESHES.items():
+    train_lib.train(_loop_config(axes, stop_at_step=_LOOP_STOP),
+                    pathlib.Path(checkpoint_dir) / f"loop_{name}")
   return result
 
 
-def _two_process_worker() -> dict:
+def _two_process_worker(workdir: str) -> dict:
   assert distributed.initialize(), "expected the launcher's JAX_COORDINATOR_ADDRESS"
   mesh = distributed.make_mesh({"data": -1})
   run = _train(mesh)
   # Parameters are replicated over `data`: each process reads its own copy.
   params = [np.asarray(x.addressable_data(0)).tolist() for x in jax.tree.leaves(run["params"])]
+  loop = train_lib.train(_loop_config(), workdir)
   return {"process_index": jax.process_index(), "process_count": jax.process_count(),
-          "device_count": jax.device_count(), "losses": run["losses"], "params": params}
+          "device_count": jax.device_count(), "losses": run["losses"], "params": params,
+          "loop_eval_loss": loop["eval"]["loss"]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,7 +242,8 @@ def runs(checkpoint_dir):
   with concurrent.futures.ThreadPoolExecutor(2) as pool:
     single = pool.submit(_run_self, "single_process", str(checkpoint_dir), num_processes=1,
                          cpu_devices_per_process=8)
-    double = pool.submit(_run_self, "two_process", num_processes=2, cpu_devices_per_process=2)
+    double = pool.submit(_run_self, "two_process", str(checkpoint_dir / "loop_two_process"),
+                         num_processes=2, cpu_devices_per_process=2)
     return {"single_process": single.result()[0], "two_process": double.result()}
 
 
@@ -261,6 +306,45 @@ def test_two_processes_match_one(runs, single_process):
     np.testing.assert_allclose(run["losses"], single_process["reference_losses"], rtol=1e-5)
     for got, want in zip(run["params"], single_process["reference_params"]):
       np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def one_device_loop(tmp_path_factory):
+  """The training loop's losses on this process's one device, the whole run."""
+  assert jax.device_count() == 1
+  workdir = tmp_path_factory.mktemp("loop_one_device")
+  train_lib.train(_loop_config(), workdir)
+  return _loop_losses(workdir)
+
+
+@pytest.mark.parametrize("mesh", list(_LOOP_MESHES))
+def test_training_loop_matches_one_device(single_process, checkpoint_dir, one_device_loop, mesh):
+  del single_process  # Ran the loop on `mesh`.
+  losses = _loop_losses(checkpoint_dir / f"loop_{mesh}")
+  assert len(losses["train"]) == _LOOP_STOP and len(losses["eval"]) == 1
+  np.testing.assert_allclose(losses["train"], one_device_loop["train"][:_LOOP_STOP], rtol=1e-5)
+  np.testing.assert_allclose(losses["eval"], one_device_loop["eval"][:1], rtol=1e-5)
+
+
+def test_training_loop_stopped_on_8_devices_resumes_on_1(single_process, checkpoint_dir,
+                                                         one_device_loop):
+  del single_process  # Stopped the run at `_LOOP_STOP`.
+  workdir = checkpoint_dir / f"loop_{_RESUMED_MESH}"
+  result = train_lib.train(_loop_config(), workdir)
+  assert result["completed"] and result["step"] == _LOOP_STEPS
+  losses = _loop_losses(workdir)
+  np.testing.assert_allclose(losses["train"], one_device_loop["train"], rtol=1e-5)
+  np.testing.assert_allclose(losses["eval"], one_device_loop["eval"], rtol=1e-5)
+
+
+def test_training_loop_in_two_processes_matches_one(runs, checkpoint_dir, one_device_loop):
+  losses = _loop_losses(checkpoint_dir / "loop_two_process")
+  np.testing.assert_allclose(losses["train"], one_device_loop["train"], rtol=1e-5)
+  np.testing.assert_allclose(losses["eval"], one_device_loop["eval"], rtol=1e-5)
+  for run in runs["two_process"]:
+    assert run["loop_eval_loss"] == pytest.approx(one_device_loop["eval"][-1], rel=1e-5)
+  final = json.loads((checkpoint_dir / "loop_two_process" / train_lib.FINAL_EVAL_FILE).read_text())
+  assert final["completed"] and final["step"] == _LOOP_STEPS
 
 
 def test_launcher_stops_the_others_when_one_process_fails():
@@ -326,4 +410,4 @@ if __name__ == "__main__":
   if sys.argv[1] == "single_process":
     print(json.dumps(_single_process_worker(sys.argv[2])))
   else:
-    print(json.dumps(_two_process_worker()))
+    print(json.dumps(_two_process_worker(sys.argv[2])))
