@@ -44,6 +44,9 @@ DATA_AXIS = "data"
 SEQUENCE_AXIS = "sequence"
 MODEL_AXIS = "model"
 
+# A config's `mesh` section: every axis, so that each can be set on the command line.
+MESH_DEFAULTS = {DATA_AXIS: -1, SEQUENCE_AXIS: 1, MODEL_AXIS: 1}
+
 # Environment variables read by `initialize` when its arguments are None.
 COORDINATOR_ENV = "JAX_COORDINATOR_ADDRESS"
 NUM_PROCESSES_ENV = "JAX_NUM_PROCESSES"

@@ -70,8 +70,6 @@ FINAL_EVAL_FILE = "final_eval.json"
 LOSS_CURVE_FILE = "loss_curve.png"
 CHECKPOINT_DIR = "checkpoints"
 BEST_DIR = "best"
-# The mesh of a config without a `mesh` section: every device on `data`.
-DEFAULT_MESH = {distributed.DATA_AXIS: -1}
 
 
 @dataclasses.dataclass
@@ -121,7 +119,7 @@ def _sequence_axis(mesh: jax.sharding.Mesh) -> str | None:
 def make_mesh(config: Any) -> tuple[jax.sharding.Mesh, Any]:
   """The device mesh of `config.mesh` (default: all devices on `data`), and `config` with the
   model's scans sent through the sequence-parallel path when the mesh splits time."""
-  mesh = distributed.make_mesh(config.get("mesh") or DEFAULT_MESH)
+  mesh = distributed.make_mesh(config.get("mesh") or distributed.MESH_DEFAULTS)
   sequence_axis = _sequence_axis(mesh)
   if sequence_axis is not None:
     config = config.copy_and_resolve_references()

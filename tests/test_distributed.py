@@ -139,7 +139,7 @@ def _train(mesh, sequence_axis: str | None = None) -> dict:
 
 def _loop_config(mesh: dict | None = None, stop_at_step: int | None = None):
   """A tiny selective-copying run of `minrnn.train` (dropout on: its masks must not depend on
-  the layout); `mesh` None leaves the loop's default, every device on `data`."""
+  the layout); `mesh` None leaves the configs' default, every device on `data`."""
   config = _load(_REPO / "configs" / "selective_copy" / "mingru.py").get_config("cpu")
   config.data.batch_size = 8
   config.data.seq_len = 14  # With the 2 tokens to copy, 16 positions: 4 chunks of 4.
@@ -158,7 +158,7 @@ def _loop_config(mesh: dict | None = None, stop_at_step: int | None = None):
   config.train.progress_bar = False
   config.train.tensorboard = False
   if mesh is not None:
-    config.mesh = mesh
+    config.mesh.update(mesh)
   return config
 
 

@@ -19,6 +19,8 @@ setting and their numbers are not comparable with it.
 
 from ml_collections import config_dict
 
+from minrnn import distributed
+
 
 def get_config(variant: str = "paper") -> config_dict.ConfigDict:
   config = config_dict.ConfigDict()
@@ -52,6 +54,9 @@ def get_config(variant: str = "paper") -> config_dict.ConfigDict:
   config.model.embed_features = config_dict.placeholder(int)
   config.model.implementation = config_dict.placeholder(str)  # None: Pallas on GPU.
   config.model.dtype = "float32"  # [ours] "bfloat16" for mixed precision ([sru] has --fp16).
+
+  # [ours] The device mesh; `-1` takes the devices the other axes leave.
+  config.mesh = config_dict.ConfigDict(distributed.MESH_DEFAULTS)
 
   config.train = config_dict.ConfigDict()
   config.train.num_steps = 400_000  # [sru] max_iter

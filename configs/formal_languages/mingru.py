@@ -13,6 +13,8 @@ Variants: `:cpu`, a small model and budget that run on a 2-core CPU in about a m
 
 from ml_collections import config_dict
 
+from minrnn import distributed
+
 
 def get_config(variant: str = "paper") -> config_dict.ConfigDict:
   config = config_dict.ConfigDict()
@@ -39,6 +41,9 @@ def get_config(variant: str = "paper") -> config_dict.ConfigDict:
   config.model.tie_embeddings = True  # [ours]
   config.model.implementation = config_dict.placeholder(str)  # None: the platform's fastest.
   config.model.dtype = "float32"
+
+  # [ours] The device mesh; `-1` takes the devices the other axes leave.
+  config.mesh = config_dict.ConfigDict(distributed.MESH_DEFAULTS)
 
   config.train = config_dict.ConfigDict()
   config.train.num_steps = 20_000  # [ours]

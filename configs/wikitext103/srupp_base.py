@@ -23,6 +23,8 @@ Variants: `:paper` (default), `:gpu` (one GPU, minutes), `:cpu` (seconds, for fi
 
 from ml_collections import config_dict
 
+from minrnn import distributed
+
 
 def get_config(variant: str = "paper") -> config_dict.ConfigDict:
   config = config_dict.ConfigDict()
@@ -55,6 +57,9 @@ def get_config(variant: str = "paper") -> config_dict.ConfigDict:
   config.model.embed_features = 1024  # [sru] n_e
   config.model.implementation = config_dict.placeholder(str)
   config.model.dtype = "float32"
+
+  # [ours] The device mesh; `-1` takes the devices the other axes leave.
+  config.mesh = config_dict.ConfigDict(distributed.MESH_DEFAULTS)
 
   config.train = config_dict.ConfigDict()
   config.train.num_steps = 400_000  # [unverified]

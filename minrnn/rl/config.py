@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from ml_collections import config_dict
 
+from minrnn import distributed
 from minrnn.data.d4rl import DATASETS, ENVS, d4rl_file_name
 
 # [DT] return-to-go targets; the first is the paper's and gives the headline score.
@@ -73,6 +74,9 @@ def d4rl_config(env: str, dataset: str, cell: str,
   config.model.dropout = 0.1  # [DT]
   config.model.implementation = config_dict.placeholder(str)  # None: the platform's fastest.
   config.model.dtype = "float32"  # [ours]
+
+  # [ours] The device mesh; `-1` takes the devices the other axes leave.
+  config.mesh = config_dict.ConfigDict(distributed.MESH_DEFAULTS)
 
   config.train = config_dict.ConfigDict()
   config.train.num_steps = 100_000  # [DT] 10 iterations of 10k steps
