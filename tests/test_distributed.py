@@ -7,7 +7,8 @@ they run in subprocesses (this file run as a script) that print JSON; the tests 
   reference), `data=8`, `data=4 x model=2` and `data=2 x sequence=4` (sequence-parallel scan),
   and saves an Orbax checkpoint of the sharded `data=4 x model=2` run;
 - the same process runs the training loop itself (`minrnn.train.train`, a tiny selective-copy
-  run with dropout) on meshes `data=8` and `data=2 x sequence=4`, stopping halfway;
+  run with dropout) on meshes `data=8` and `data=2 x sequence=4`, stopping halfway, and a
+  long-context run (recurrent state carried between batches) on `data=2 x sequence=4`;
 - two processes with 2 devices each, joined by `jax.distributed` on 127.0.0.1, train the same
   steps on a `data=4` mesh, then run the training loop in one shared workdir.
 
@@ -51,6 +52,7 @@ _CHECKPOINTED_MESH = "data=4,model=2"
 _LOOP_STEPS, _LOOP_STOP = 4, 2
 _LOOP_MESHES = {"data=8": {"data": 8}, "data=2,sequence=4": {"data": 2, "sequence": 4}}
 _RESUMED_MESH = "data=8"
+_SEGMENT_MESH = {"data": 2, "sequence": 4}
 
 
 def _load(path: pathlib.Path):
@@ -162,6 +164,30 @@ def _loop_config(mesh: dict | None = None, stop_at_step: int | None = None):
   return config
 
 
+def _segment_config(mesh: dict | None = None):
+  """A tiny long-context run: minGRU over Tiny Shakespeare's segment streams, its state carried
+  from one batch to the next (on a `sequence` axis, into the sequence-parallel scan)."""
+  config = _load(_REPO / "configs" / "enwik8" / "mingru.py").get_config("cpu")
+  config.data.name = "shakespeare"
+  config.data.segments = True
+  config.data.download = False
+  config.data.batch_size = config.data.eval_batch_size = 8
+  config.data.seq_len = 16
+  config.data.eval_batches = 1
+  config.model.features = 16
+  config.model.num_layers = 1
+  config.model.dropout = 0.1
+  config.train.num_steps = 3
+  config.train.log_every = 1
+  config.train.eval_every = 3
+  config.train.checkpoint_every = 100
+  config.train.progress_bar = False
+  config.train.tensorboard = False
+  if mesh is not None:
+    config.mesh.update(mesh)
+  return config
+
+
 def _loop_losses(workdir: pathlib.Path) -> dict[str, list[float]]:
   records = read_metrics(workdir / METRICS_FILE)
   return {split: series(records, split, "loss")[1] for split in ("train", "eval")}
@@ -212,6 +238,7 @@ def _single_process_worker(checkpoint_dir: str) -> dict:
   for name, axes in _LOOP_MESHES.items():
     train_lib.train(_loop_config(axes, stop_at_step=_LOOP_STOP),
                     pathlib.Path(checkpoint_dir) / f"loop_{name}")
+  train_lib.train(_segment_config(_SEGMENT_MESH), pathlib.Path(checkpoint_dir) / "segments")
   return result
 
 
@@ -335,6 +362,16 @@ def test_training_loop_stopped_on_8_devices_resumes_on_1(single_process, checkpo
   losses = _loop_losses(workdir)
   np.testing.assert_allclose(losses["train"], one_device_loop["train"], rtol=1e-5)
   np.testing.assert_allclose(losses["eval"], one_device_loop["eval"], rtol=1e-5)
+
+
+def test_segment_training_on_a_sequence_mesh_matches_one_device(single_process, checkpoint_dir,
+                                                               tmp_path):
+  del single_process  # Ran the long-context loop on `_SEGMENT_MESH`.
+  train_lib.train(_segment_config(), tmp_path)
+  want, got = _loop_losses(tmp_path), _loop_losses(checkpoint_dir / "segments")
+  assert len(got["train"]) == 3 and len(got["eval"]) == 1
+  np.testing.assert_allclose(got["train"], want["train"], rtol=1e-5)
+  np.testing.assert_allclose(got["eval"], want["eval"], rtol=1e-5)
 
 
 def test_training_loop_in_two_processes_matches_one(runs, checkpoint_dir, one_device_loop):
