@@ -27,14 +27,20 @@ from minrnn.metrics import read_metrics, series  # noqa: E402
 
 
 def load_config(path: str, variant: str | None = None, overrides: Sequence[str] = ()):
-  """The config `get_config(variant)` of `configs/...py` with `key.sub=value` overrides.
-
-  Values are Python literals (`3`, `1e-3`, `None`, `'parity'`) or else plain strings.
-  """
+  """The config `get_config(variant)` of `configs/...py` with `key.sub=value` overrides."""
   spec = importlib.util.spec_from_file_location("experiment_config", REPO / path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   config = module.get_config() if variant is None else module.get_config(variant)
+  apply_overrides(config, overrides, source=path)
+  return config
+
+
+def apply_overrides(config, overrides: Sequence[str], source: str = "the config") -> None:
+  """Sets `key.sub=value` strings on a ConfigDict; an unknown key is an error.
+
+  Values are Python literals (`3`, `1e-3`, `None`, `'parity'`) or else plain strings.
+  """
   for override in overrides:
     key, sep, text = override.partition("=")
     if not sep:
@@ -48,9 +54,8 @@ def load_config(path: str, variant: str | None = None, overrides: Sequence[str] 
     for name in parents:
       node = getattr(node, name)
     if leaf not in node:
-      raise ValueError(f"Override {override!r}: {key} is not a setting of {path}.")
+      raise ValueError(f"Override {override!r}: {key} is not a setting of {source}.")
     setattr(node, leaf, value)
-  return config
 
 
 def environment() -> dict[str, Any]:

@@ -21,7 +21,9 @@ import jax
 import numpy as np
 
 import generate_hopper  # A sibling script: run this file as `python experiments/d4rl/...`.
-from table import apply_overrides, markdown_table, run_entry, summarize
+from table import markdown_table, run_entry, summarize
+
+from experiments.reporting import apply_overrides
 from minrnn.data.d4rl import D4RLTask, write_d4rl
 from minrnn.data.paths import data_dir
 from minrnn.rl.config import CELLS, d4rl_config

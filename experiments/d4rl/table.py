@@ -15,40 +15,23 @@ Writes `<out>.json` (every run's scores) and `<out>.md` (the table).
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import pathlib
+import sys
 from typing import Any, Sequence
 
 import numpy as np
 
-from minrnn import train as train_lib
-from minrnn.data.d4rl import DATASETS, ENVS
-from minrnn.rl.config import CELLS, d4rl_config
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
+from experiments.reporting import apply_overrides  # noqa: E402
+from minrnn import train as train_lib  # noqa: E402
+from minrnn.data.d4rl import DATASETS, ENVS  # noqa: E402
+from minrnn.rl.config import CELLS, d4rl_config  # noqa: E402
 
 ENV_NAMES = {"halfcheetah": "HalfCheetah", "hopper": "Hopper", "walker2d": "Walker2d"}
 DATASET_NAMES = {"medium": "Medium", "medium_replay": "Medium-Replay",
                  "medium_expert": "Medium-Expert"}
 CELL_NAMES = {"mingru": "minGRU", "minlstm": "minLSTM", "transformer": "Transformer"}
-
-
-def apply_overrides(config, overrides: Sequence[str]) -> None:
-  """`key.sub=value` strings onto a ConfigDict; values are Python literals or plain strings."""
-  for item in overrides:
-    key, sep, text = item.partition("=")
-    if not sep:
-      raise ValueError(f"--set expects key=value, got {item!r}.")
-    try:
-      value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-      value = text
-    *parents, leaf = key.split(".")
-    node = config
-    for name in parents:
-      node = node[name]
-    if leaf not in node:
-      raise ValueError(f"Unknown config key {key!r}.")
-    node[leaf] = value
 
 
 def run_entry(config, workdir: pathlib.Path) -> dict[str, Any]:
@@ -107,7 +90,7 @@ def main():
         for seed in args.seeds:
           config = d4rl_config(env, dataset, cell, args.variant)
           config.seed = seed
-          apply_overrides(config, args.overrides)
+          apply_overrides(config, args.overrides, source=f"{env}_{dataset}_{cell}")
           name = f"{env}_{dataset}_{cell}/seed{seed}"
           result = run_entry(config, args.workdir / name)
           runs[name] = result["final_evaluation"]
