@@ -161,73 +161,27 @@ def weighted_cross_entropy(logits: jax.Array, targets: jax.Array,
   return jnp.sum(losses * weights) / jnp.maximum(jnp.sum(weights), 1.0)
 
 
-def language_model_loss(model: LanguageModel, batch, rngs: nnx.Rngs) -> jax.Array:
-  logits, _ = model(batch["inputs"], rngs=rngs)
-  return weighted_cross_entropy(logits, batch["targets"], batch["weights"])
-
-
-def make_train_step(state: TrainState, task_loss=language_model_loss):
-  """A jitted `(params, opt_state, batch, dropout_key) -> (params, opt_state, metrics)`.
-
-  `task_loss(model, batch, rngs)` is the scalar loss (default: next-token cross-entropy).
-  """
-  graphdef, rest, tx = state.graphdef, state.rest, state.tx
-
-  def train_step(params, opt_state, batch, dropout_key):
-    def loss_fn(params):
-      model = nnx.merge(graphdef, params, rest)
-      return task_loss(model, batch, nnx.Rngs(dropout=dropout_key))
-
-    loss, grads = jax.value_and_grad(loss_fn)(params)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    params = optax.apply_updates(params, updates)
-    return params, opt_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
-
-  return _jit(train_step, state.shardings,
-              lambda s: ((s.params, s.opt_state, s.batch, s.replicated),
-                         (s.params, s.opt_state, s.replicated)),
-              batch_arg=2, donate_argnums=(0, 1))
-
-
-def make_eval_step(state: TrainState, task_eval_sums=None):
-  """A jitted `(params, batch) -> sums` of loss, weights and correct predictions, or of
-  `task_eval_sums(model, batch)` when given."""
-  graphdef, rest = state.graphdef, state.rest
-
-  def eval_step(params, batch):
-    model = nnx.merge(graphdef, params, rest)
-    if task_eval_sums is not None:
-      return task_eval_sums(model, batch)
-    logits, _ = model(batch["inputs"])
-    weights = batch["weights"]
-    losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["targets"])
-    correct = jnp.argmax(logits, -1) == batch["targets"]
-    scored_rows = jnp.any(weights > 0, axis=1)
-    return {
-        "loss": jnp.sum(losses * weights),
-        "weight": jnp.sum(weights),
-        "correct": jnp.sum(correct * weights),
-        # A row is right when every scored position is (the selective-copy success metric).
-        "rows_correct": jnp.sum(jnp.all(correct | (weights == 0), axis=1) & scored_rows),
-        "rows": jnp.sum(scored_rows),
-    }
-
-  return _jit(eval_step, state.shardings, lambda s: ((s.params, s.batch), s.replicated),
-              batch_arg=1)
-
-
-def make_segment_train_step(state: TrainState):
+def make_train_step(state: TrainState, task_loss=None):
   """A jitted `(params, opt_state, batch, dropout_key, model_state) -> (params, opt_state,
-  metrics, model_state)`: one segment of truncated backpropagation through time. On a mesh,
-  `model_state` keeps the layout it comes with (see `distributed.carry_shardings`)."""
+  metrics, model_state)`.
+
+  `model_state` is the model's state after the previous segment for tasks that carry it (one
+  segment of truncated backpropagation through time; the returned state has its gradient
+  stopped), else None and None comes back. The loss is next-token cross-entropy, or
+  `task_loss(model, batch, rngs)` for tasks that bring their own (they carry no state). On a
+  mesh, `model_state` keeps the layout it comes with (see `distributed.carry_shardings`).
+  """
   graphdef, rest, tx = state.graphdef, state.rest, state.tx
 
   def train_step(params, opt_state, batch, dropout_key, model_state):
     def loss_fn(params):
       model = nnx.merge(graphdef, params, rest)
-      logits, new_state = model(batch["inputs"], model_state,
-                                rngs=nnx.Rngs(dropout=dropout_key))
-      return weighted_cross_entropy(logits, batch["targets"], batch["weights"]), new_state
+      rngs = nnx.Rngs(dropout=dropout_key)
+      if task_loss is not None:
+        return task_loss(model, batch, rngs), None
+      logits, new_state = model(batch["inputs"], model_state, rngs=rngs)
+      loss = weighted_cross_entropy(logits, batch["targets"], batch["weights"])
+      return loss, (None if model_state is None else new_state)
 
     (loss, new_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     updates, opt_state = tx.update(grads, opt_state, params)
@@ -241,18 +195,30 @@ def make_segment_train_step(state: TrainState):
               batch_arg=2, donate_argnums=(0, 1))
 
 
-def make_segment_eval_step(state: TrainState):
-  """A jitted `(params, batch, model_state) -> (sums, model_state)`."""
+def make_eval_step(state: TrainState, task_eval_sums=None):
+  """A jitted `(params, batch, model_state) -> (sums, model_state)`: sums of loss, weights and
+  correct predictions (and of rows with every scored token right), or `task_eval_sums(model,
+  batch)` when given. `model_state` as in `make_train_step`."""
   graphdef, rest = state.graphdef, state.rest
 
   def eval_step(params, batch, model_state):
     model = nnx.merge(graphdef, params, rest)
-    logits, model_state = model(batch["inputs"], model_state)
+    if task_eval_sums is not None:
+      return task_eval_sums(model, batch), None
+    logits, new_state = model(batch["inputs"], model_state)
     weights = batch["weights"]
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["targets"])
     correct = jnp.argmax(logits, -1) == batch["targets"]
-    return {"loss": jnp.sum(losses * weights), "weight": jnp.sum(weights),
-            "correct": jnp.sum(correct * weights)}, model_state
+    scored_rows = jnp.any(weights > 0, axis=1)
+    sums = {
+        "loss": jnp.sum(losses * weights),
+        "weight": jnp.sum(weights),
+        "correct": jnp.sum(correct * weights),
+        # A row is right when every scored position is (the selective-copy success metric).
+        "rows_correct": jnp.sum(jnp.all(correct | (weights == 0), axis=1) & scored_rows),
+        "rows": jnp.sum(scored_rows),
+    }
+    return sums, (None if model_state is None else new_state)
 
   return _jit(eval_step, state.shardings,
               lambda s: ((s.params, s.batch, None), (s.replicated, None)), batch_arg=1)
@@ -267,31 +233,22 @@ def initial_model_state(state: TrainState, batch_size: int) -> Any:
                          distributed.carry_shardings(model_state, state.shardings.mesh))
 
 
-def evaluate_segments(eval_step, state: TrainState, task: Task,
-                      split: str | None = None) -> dict[str, float]:
-  """Metrics over a whole split of a segment-stream task, the model state carried from each
-  segment to the next (each row starts from a fresh state). Returns loss (nats per token),
-  bits_per_token, perplexity and accuracy."""
-  model_state = initial_model_state(state, task.eval_batch_size)
-  totals = None
-  for batch in task.eval_batches(split):
-    sums, model_state = eval_step(state.params, batch, model_state)
-    totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
-  totals = {k: float(v) for k, v in jax.device_get(totals).items()}
-  loss = totals["loss"] / totals["weight"]
-  return {"loss": loss, "bits_per_token": loss / math.log(2), "perplexity": math.exp(loss),
-          "accuracy": totals["correct"] / totals["weight"]}
+def evaluate(eval_step, state: TrainState, task: Task, split: str | None = None
+             ) -> dict[str, float]:
+  """Metrics over a whole evaluation split (the task's default when None).
 
-
-def evaluate(eval_step, params, task: Task) -> dict[str, float]:
-  """Metrics over the task's whole evaluation set.
-
-  Returns loss (nats per scored token), bits_per_token, accuracy (scored tokens predicted
-  right) and sequence_accuracy (rows with every scored token right).
+  Segment-stream tasks carry the model state from each segment to the next (each row starts
+  from a fresh state) and report loss (nats per token), bits_per_token, perplexity and
+  accuracy. Other tasks report loss (nats per scored token), bits_per_token, accuracy (scored
+  tokens predicted right) and sequence_accuracy (rows with every scored token right), or their
+  own `eval_metrics`.
   """
+  carries = getattr(task, "carries_state", False)
+  model_state = initial_model_state(state, task.eval_batch_size) if carries else None
+  batches = task.eval_batches(split) if carries else task.eval_batches()
   totals = None
-  for batch in task.eval_batches():
-    sums = eval_step(params, batch)
+  for batch in batches:
+    sums, model_state = eval_step(state.params, batch, model_state)
     totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
   if totals is None:
     raise ValueError(f"The {task.name} task has no evaluation batches; check data.eval_batches.")
@@ -299,12 +256,13 @@ def evaluate(eval_step, params, task: Task) -> dict[str, float]:
   if hasattr(task, "eval_metrics"):
     return task.eval_metrics(totals)
   loss = totals["loss"] / totals["weight"]
-  return {
-      "loss": loss,
-      "bits_per_token": loss / math.log(2),
-      "accuracy": totals["correct"] / totals["weight"],
-      "sequence_accuracy": totals["rows_correct"] / max(totals["rows"], 1.0),
-  }
+  metrics = {"loss": loss, "bits_per_token": loss / math.log(2),
+             "accuracy": totals["correct"] / totals["weight"]}
+  if carries:
+    metrics["perplexity"] = math.exp(loss)
+  else:
+    metrics["sequence_accuracy"] = totals["rows_correct"] / max(totals["rows"], 1.0)
+  return metrics
 
 
 def _environment() -> dict[str, str]:
@@ -368,13 +326,9 @@ def train(config: Any, workdir: str | pathlib.Path) -> dict[str, Any]:
 
   writer = (MetricsWriter(workdir, tensorboard=tc.tensorboard, resume_step=start)
             if main_process else None)
-  if carries:
-    train_step, eval_step = make_segment_train_step(state), make_segment_eval_step(state)
-    run_eval = lambda split=None: evaluate_segments(eval_step, state, task, split)
-  else:
-    train_step = make_train_step(state, getattr(task, "loss", language_model_loss))
-    eval_step = make_eval_step(state, getattr(task, "eval_sums", None))
-    run_eval = lambda: evaluate(eval_step, state.params, task)
+  train_step = make_train_step(state, getattr(task, "loss", None))
+  eval_step = make_eval_step(state, getattr(task, "eval_sums", None))
+  run_eval = lambda split=None: evaluate(eval_step, state, task, split)
   dropout_root = jax.random.key(config.seed)
 
   def save(step: int) -> None:
@@ -389,14 +343,10 @@ def train(config: Any, workdir: str | pathlib.Path) -> dict[str, Any]:
     for step in range(start, stop):
       batch = task.train_batch(step)
       dropout_key = jax.random.fold_in(dropout_root, step)
-      if carries:
-        if task.starts_stream(step):
-          model_state = initial_model_state(state, task.batch_size)
-        state.params, state.opt_state, metrics, model_state = train_step(
-            state.params, state.opt_state, batch, dropout_key, model_state)
-      else:
-        state.params, state.opt_state, metrics = train_step(
-            state.params, state.opt_state, batch, dropout_key)
+      if carries and task.starts_stream(step):
+        model_state = initial_model_state(state, task.batch_size)
+      state.params, state.opt_state, metrics, model_state = train_step(
+          state.params, state.opt_state, batch, dropout_key, model_state)
       done = step + 1
       tokens_since += batch["weights"].size
       progress.update(1)

@@ -75,9 +75,9 @@ def test_two_segments_with_carry_score_like_one_long_segment(tiny_configs, cell)
   two = stream(ids, eval_ids={"valid": ids}, eval_seq_len=L)
   one = stream(ids, eval_ids={"valid": ids}, eval_seq_len=2 * L)
   assert len(list(two.eval_batches())) == 2 and len(list(one.eval_batches())) == 1
-  step = train_lib.make_segment_eval_step(state)
-  split = train_lib.evaluate_segments(step, state, two)
-  whole = train_lib.evaluate_segments(step, state, one)
+  step = train_lib.make_eval_step(state)
+  split = train_lib.evaluate(step, state, two)
+  whole = train_lib.evaluate(step, state, one)
   assert split["loss"] == pytest.approx(whole["loss"], rel=1e-5)
   assert split["perplexity"] == pytest.approx(np.exp(whole["loss"]), rel=1e-5)
   assert split["accuracy"] == whole["accuracy"]
