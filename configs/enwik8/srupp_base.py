@@ -19,11 +19,11 @@ setting and their numbers are not comparable with it.
 
 from ml_collections import config_dict
 
-from minrnn import distributed
+from minrnn.run_config import base_config
 
 
 def get_config(variant: str = "paper") -> config_dict.ConfigDict:
-  config = config_dict.ConfigDict()
+  config = base_config()
   config.seed = 1234  # [sru]
 
   config.data = config_dict.ConfigDict()
@@ -55,12 +55,7 @@ def get_config(variant: str = "paper") -> config_dict.ConfigDict:
   config.model.implementation = config_dict.placeholder(str)  # None: Pallas on GPU.
   config.model.dtype = "float32"  # [ours] "bfloat16" for mixed precision ([sru] has --fp16).
 
-  # [ours] The device mesh; `-1` takes the devices the other axes leave.
-  config.mesh = config_dict.ConfigDict(distributed.MESH_DEFAULTS)
-
-  config.train = config_dict.ConfigDict()
   config.train.num_steps = 400_000  # [sru] max_iter
-  config.train.stop_at_step = config_dict.placeholder(int)  # Stop early; resume later.
   config.train.learning_rate = 3e-4  # [sru] lr
   config.train.end_learning_rate = 0.0  # [sru] CosineAnnealingLR decays to 0.
   config.train.warmup_steps = 16_000  # [sru]
@@ -71,9 +66,6 @@ def get_config(variant: str = "paper") -> config_dict.ConfigDict:
   config.train.log_every = 200  # [sru] log_period
   config.train.eval_every = 8000  # [sru] eval_period
   config.train.checkpoint_every = 2000  # [ours]
-  config.train.keep_checkpoints = 3  # [ours]
-  config.train.progress_bar = True
-  config.train.tensorboard = True
 
   if variant == "gpu":
     # [ours] One GPU, minutes: 4 layers of width 512 with attention in layers 2 and 4.

@@ -13,11 +13,11 @@ Variants: `:cpu`, a small model and budget that run on a 2-core CPU in about a m
 
 from ml_collections import config_dict
 
-from minrnn import distributed
+from minrnn.run_config import base_config
 
 
 def get_config(variant: str = "paper") -> config_dict.ConfigDict:
-  config = config_dict.ConfigDict()
+  config = base_config()
   config.seed = 0
 
   config.data = config_dict.ConfigDict()
@@ -42,12 +42,7 @@ def get_config(variant: str = "paper") -> config_dict.ConfigDict:
   config.model.implementation = config_dict.placeholder(str)  # None: the platform's fastest.
   config.model.dtype = "float32"
 
-  # [ours] The device mesh; `-1` takes the devices the other axes leave.
-  config.mesh = config_dict.ConfigDict(distributed.MESH_DEFAULTS)
-
-  config.train = config_dict.ConfigDict()
   config.train.num_steps = 20_000  # [ours]
-  config.train.stop_at_step = config_dict.placeholder(int)  # Stop early; resume later.
   config.train.learning_rate = 1e-3  # [ours]
   config.train.end_learning_rate = 1e-4  # [ours]
   config.train.warmup_steps = 500  # [ours]
@@ -59,8 +54,6 @@ def get_config(variant: str = "paper") -> config_dict.ConfigDict:
   config.train.eval_every = 2000  # [ours]
   config.train.checkpoint_every = 2000  # [ours]
   config.train.keep_checkpoints = 2  # [ours]
-  config.train.progress_bar = True
-  config.train.tensorboard = True
 
   if variant == "cpu":
     # [ours] Small enough for a 2-core CPU: about a minute per task and model.

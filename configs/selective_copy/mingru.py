@@ -15,11 +15,11 @@ few minutes; `:short` (context 512) is a GPU run of minutes.
 
 from ml_collections import config_dict
 
-from minrnn import distributed
+from minrnn.run_config import base_config
 
 
 def get_config(variant: str = "paper") -> config_dict.ConfigDict:
-  config = config_dict.ConfigDict()
+  config = base_config()
   config.seed = 0
 
   config.data = config_dict.ConfigDict()
@@ -42,12 +42,7 @@ def get_config(variant: str = "paper") -> config_dict.ConfigDict:
   config.model.implementation = config_dict.placeholder(str)  # None: the platform's fastest.
   config.model.dtype = "float32"  # [ours] "bfloat16" for mixed precision on GPUs.
 
-  # [ours] The device mesh; `-1` takes the devices the other axes leave.
-  config.mesh = config_dict.ConfigDict(distributed.MESH_DEFAULTS)
-
-  config.train = config_dict.ConfigDict()
   config.train.num_steps = 400_000  # [task]
-  config.train.stop_at_step = config_dict.placeholder(int)  # Stop early; resume later.
   config.train.learning_rate = 3e-4  # [task]
   config.train.end_learning_rate = 3e-5  # [ours]
   config.train.warmup_steps = 1000  # [ours]
@@ -58,9 +53,6 @@ def get_config(variant: str = "paper") -> config_dict.ConfigDict:
   config.train.log_every = 100  # [ours]
   config.train.eval_every = 2000  # [ours]
   config.train.checkpoint_every = 2000  # [ours]
-  config.train.keep_checkpoints = 3  # [ours]
-  config.train.progress_bar = True
-  config.train.tensorboard = True
 
   if variant == "cpu":
     # [ours] A short context and few tokens: learnable on a 2-core CPU in minutes.

@@ -15,11 +15,11 @@ few minutes (not the paper's setting).
 
 from ml_collections import config_dict
 
-from minrnn import distributed
+from minrnn.run_config import base_config
 
 
 def get_config(variant: str = "paper") -> config_dict.ConfigDict:
-  config = config_dict.ConfigDict()
+  config = base_config()
   config.seed = 0
 
   config.data = config_dict.ConfigDict()
@@ -42,12 +42,7 @@ def get_config(variant: str = "paper") -> config_dict.ConfigDict:
   config.model.implementation = config_dict.placeholder(str)  # None: the platform's fastest.
   config.model.dtype = "float32"  # [ours] "bfloat16" for mixed precision on GPUs.
 
-  # [ours] The device mesh; `-1` takes the devices the other axes leave.
-  config.mesh = config_dict.ConfigDict(distributed.MESH_DEFAULTS)
-
-  config.train = config_dict.ConfigDict()
   config.train.num_steps = 5000  # [nanoGPT] max_iters
-  config.train.stop_at_step = config_dict.placeholder(int)  # Stop early; resume later.
   config.train.learning_rate = 1e-3  # [nanoGPT]
   config.train.end_learning_rate = 1e-4  # [nanoGPT] min_lr
   config.train.warmup_steps = 100  # [nanoGPT] warmup_iters
@@ -58,9 +53,6 @@ def get_config(variant: str = "paper") -> config_dict.ConfigDict:
   config.train.log_every = 50  # [ours]
   config.train.eval_every = 250  # [nanoGPT] eval_interval
   config.train.checkpoint_every = 500  # [ours]
-  config.train.keep_checkpoints = 3  # [ours]
-  config.train.progress_bar = True
-  config.train.tensorboard = True
 
   if variant == "cpu":
     # [ours] A small model for a 2-core CPU: about 2 minutes, loss well below the unigram's 3.3.

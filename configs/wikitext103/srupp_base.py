@@ -23,11 +23,11 @@ Variants: `:paper` (default), `:gpu` (one GPU, minutes), `:cpu` (seconds, for fi
 
 from ml_collections import config_dict
 
-from minrnn import distributed
+from minrnn.run_config import base_config
 
 
 def get_config(variant: str = "paper") -> config_dict.ConfigDict:
-  config = config_dict.ConfigDict()
+  config = base_config()
   config.seed = 1234  # [sru]
 
   config.data = config_dict.ConfigDict()
@@ -58,12 +58,7 @@ def get_config(variant: str = "paper") -> config_dict.ConfigDict:
   config.model.implementation = config_dict.placeholder(str)
   config.model.dtype = "float32"
 
-  # [ours] The device mesh; `-1` takes the devices the other axes leave.
-  config.mesh = config_dict.ConfigDict(distributed.MESH_DEFAULTS)
-
-  config.train = config_dict.ConfigDict()
   config.train.num_steps = 400_000  # [unverified]
-  config.train.stop_at_step = config_dict.placeholder(int)
   config.train.learning_rate = 3e-4  # [sru]
   config.train.end_learning_rate = 0.0  # [sru] cosine to 0
   config.train.warmup_steps = 16_000  # [sru]
@@ -74,9 +69,6 @@ def get_config(variant: str = "paper") -> config_dict.ConfigDict:
   config.train.log_every = 200
   config.train.eval_every = 8000  # [sru] eval_period
   config.train.checkpoint_every = 2000  # [ours]
-  config.train.keep_checkpoints = 3
-  config.train.progress_bar = True
-  config.train.tensorboard = True
 
   if variant == "gpu":
     # [ours] One GPU, minutes.

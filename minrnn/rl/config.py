@@ -24,8 +24,8 @@ from __future__ import annotations
 
 from ml_collections import config_dict
 
-from minrnn import distributed
 from minrnn.data.d4rl import DATASETS, ENVS, d4rl_file_name
+from minrnn.run_config import base_config
 
 # [DT] return-to-go targets; the first is the paper's and gives the headline score.
 TARGET_RETURNS = {"halfcheetah": (6000.0, 3000.0), "hopper": (3600.0, 1800.0),
@@ -40,7 +40,7 @@ def d4rl_config(env: str, dataset: str, cell: str,
   if env not in ENVS or dataset not in DATASETS:
     raise ValueError(f"Unknown D4RL task {env}-{dataset}; environments {ENVS}, datasets "
                      f"{DATASETS}.")
-  config = config_dict.ConfigDict()
+  config = base_config()
   config.seed = 0  # [paper] the table averages seeds 0-4 (experiments/d4rl/table.py).
 
   config.data = config_dict.ConfigDict()
@@ -75,12 +75,7 @@ def d4rl_config(env: str, dataset: str, cell: str,
   config.model.implementation = config_dict.placeholder(str)  # None: the platform's fastest.
   config.model.dtype = "float32"  # [ours]
 
-  # [ours] The device mesh; `-1` takes the devices the other axes leave.
-  config.mesh = config_dict.ConfigDict(distributed.MESH_DEFAULTS)
-
-  config.train = config_dict.ConfigDict()
   config.train.num_steps = 100_000  # [DT] 10 iterations of 10k steps
-  config.train.stop_at_step = config_dict.placeholder(int)  # Stop early; resume later.
   config.train.learning_rate = 1e-4  # [DT]
   config.train.end_learning_rate = 1e-4  # [DT] constant after the warmup
   config.train.warmup_steps = 10_000  # [DT]
@@ -92,8 +87,6 @@ def d4rl_config(env: str, dataset: str, cell: str,
   config.train.eval_every = 5000  # [ours]
   config.train.checkpoint_every = 5000  # [ours]
   config.train.keep_checkpoints = 2  # [ours]
-  config.train.progress_bar = True
-  config.train.tensorboard = True
 
   if variant == "cpu":
     # [ours] Small enough for a 2-core CPU in a few minutes.
