@@ -58,6 +58,16 @@ def apply_overrides(config, overrides: Sequence[str], source: str = "the config"
     setattr(node, leaf, value)
 
 
+def add_run_arguments(parser) -> None:
+  """The flags every training experiment takes: chunking, overrides and where results go."""
+  parser.add_argument("--stop_at_step", type=int, default=None,
+                      help="stop every run at this step (resume by running again)")
+  parser.add_argument("--override", action="append", default=[],
+                      help="config override key.sub=value, for every run (repeatable)")
+  parser.add_argument("--name", default=None, help="results file name (default from variant)")
+  parser.add_argument("--out_dir", default=str(RESULTS_DIR))
+
+
 def environment() -> dict[str, Any]:
   """Device, platform, Python and library versions, and the date."""
   return benchmarking.environment(("optax", "orbax-checkpoint"))

@@ -36,12 +36,7 @@ def parse_args(argv=None):
   parser.add_argument("--models", default="mingru,minlstm")
   parser.add_argument("--layers", default="1,2,3")
   parser.add_argument("--workdir", default="runs/experiments/selective_copy")
-  parser.add_argument("--stop_at_step", type=int, default=None,
-                      help="stop every run at this step (resume by running again)")
-  parser.add_argument("--override", action="append", default=[],
-                      help="config override key.sub=value, for every run (repeatable)")
-  parser.add_argument("--name", default=None, help="results file name (default from variant)")
-  parser.add_argument("--out_dir", default=str(reporting.RESULTS_DIR))
+  reporting.add_run_arguments(parser)
   return parser.parse_args(argv)
 
 
