@@ -3,7 +3,9 @@
 Every record is one line of `metrics.jsonl` in the workdir: `{"step": int, "split": "train" |
 "eval", <name>: float, ...}`. TensorBoard events go to `tensorboard/` under the tags
 `<split>/<name>`; they need `tensorboardX` (or PyTorch's `torch.utils.tensorboard`). Without
-either, only the JSONL file is written and a warning says so.
+either, only the JSONL file is written and a warning says so. On a resume, both drop what the
+interrupted run logged after its last checkpoint: the JSONL records are removed, and TensorBoard
+is told to purge the events past the resume step (it hides them when it reads the run).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ def read_metrics(path: str | pathlib.Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in f if line.strip()]
 
 
-def _summary_writer(logdir: pathlib.Path):
+def _summary_writer(logdir: pathlib.Path, purge_step: int | None):
   try:
     from tensorboardX import SummaryWriter
   except ImportError:
@@ -38,7 +40,10 @@ def _summary_writer(logdir: pathlib.Path):
           "are off; metrics still go to %s. `pip install tensorboardX` turns them on.",
           METRICS_FILE)
       return None
-  return SummaryWriter(str(logdir))
+  # Event files are named by the second they were opened in: the suffix keeps a resumed run
+  # from overwriting the file of the run it resumes.
+  suffix = f".from_step_{purge_step - 1}" if purge_step else ""
+  return SummaryWriter(str(logdir), purge_step=purge_step, filename_suffix=suffix)
 
 
 class MetricsWriter:
@@ -58,8 +63,10 @@ class MetricsWriter:
     with open(self.path, "w") as f:
       f.writelines(json.dumps(r) + "\n" for r in kept)
     self._file = open(self.path, "a")
-    self._tb = (_summary_writer(pathlib.Path(workdir) / TENSORBOARD_DIR) if tensorboard
-                else None)
+    # Events at steps > resume_step are redone, so TensorBoard purges those already written.
+    purge_step = resume_step + 1 if resume_step > 0 else None
+    self._tb = (_summary_writer(pathlib.Path(workdir) / TENSORBOARD_DIR, purge_step)
+                if tensorboard else None)
 
   def write(self, step: int, split: str, metrics: dict[str, float]) -> None:
     record = {"step": int(step), "split": split, **{k: float(v) for k, v in metrics.items()}}
