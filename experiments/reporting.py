@@ -1,4 +1,4 @@
-"""What the experiment scripts share: configs with overrides, training runs, result files.
+"""What the experiment scripts share: run flags, training runs, result files.
 
 Every experiment writes `experiments/results/<name>.json` (the numbers, the paper's numbers, the
 device, versions, steps and wall time), `<name>.md` (a table with the paper's number beside
@@ -7,15 +7,13 @@ ours) and `<name>.png`.
 
 from __future__ import annotations
 
-import ast
 import datetime
-import importlib.util
 import json
 import math
 import pathlib
 import sys
 import time
-from typing import Any, Sequence
+from typing import Any
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO / "experiments" / "results"
@@ -24,38 +22,6 @@ if str(REPO) not in sys.path:
 
 from kernels import benchmarking  # noqa: E402  (after making the repository importable)
 from minrnn.metrics import read_metrics, series  # noqa: E402
-
-
-def load_config(path: str, variant: str | None = None, overrides: Sequence[str] = ()):
-  """The config `get_config(variant)` of `configs/...py` with `key.sub=value` overrides."""
-  spec = importlib.util.spec_from_file_location("experiment_config", REPO / path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config() if variant is None else module.get_config(variant)
-  apply_overrides(config, overrides, source=path)
-  return config
-
-
-def apply_overrides(config, overrides: Sequence[str], source: str = "the config") -> None:
-  """Sets `key.sub=value` strings on a ConfigDict; an unknown key is an error.
-
-  Values are Python literals (`3`, `1e-3`, `None`, `'parity'`) or else plain strings.
-  """
-  for override in overrides:
-    key, sep, text = override.partition("=")
-    if not sep:
-      raise ValueError(f"Override {override!r} must look like key.sub=value.")
-    try:
-      value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-      value = text
-    *parents, leaf = key.split(".")
-    node = config
-    for name in parents:
-      node = getattr(node, name)
-    if leaf not in node:
-      raise ValueError(f"Override {override!r}: {key} is not a setting of {source}.")
-    setattr(node, leaf, value)
 
 
 def add_run_arguments(parser) -> None:

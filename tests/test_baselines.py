@@ -10,7 +10,7 @@ from minrnn import registry
 from minrnn.mamba import Mamba
 from minrnn.models import LanguageModel, build_model
 from minrnn.transformer import TransformerLM
-from test_train import load_config
+from minrnn.run_config import load_config
 
 B, T, D = 2, 7, 8
 

@@ -1,12 +1,12 @@
 """D4RL: the hdf5 reader, trajectories and windows, scores, configs, and a tiny train + rollout."""
 
-import importlib.util
 import json
 import pathlib
 
 import numpy as np
 import pytest
 
+from minrnn import run_config
 from minrnn import train as train_lib
 from minrnn.data import d4rl
 from minrnn.rl import config as rl_config
@@ -116,12 +116,9 @@ def test_normalized_score_uses_d4rl_reference_returns():
 @pytest.mark.parametrize("path", sorted((REPO / "configs" / "d4rl").glob("*.py")),
                          ids=lambda p: p.stem)
 def test_configs_name_their_task_and_have_the_loop_keys(path):
-  spec = importlib.util.spec_from_file_location("d4rl_config_under_test", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
   env, *dataset, cell = path.stem.split("_")
   for variant in ("paper", "cpu"):
-    config = module.get_config(variant)
+    config = run_config.load_config(path, variant)
     assert (config.data.env, config.data.dataset, config.model.cell) == (
         env, "_".join(dataset), cell)
     assert config.data.file == f"d4rl/{env}_{'_'.join(dataset)}-v2.hdf5"

@@ -33,7 +33,7 @@ import orbax.checkpoint as ocp
 import pytest
 from flax import nnx
 
-from minrnn import distributed
+from minrnn import distributed, run_config
 from minrnn import train as train_lib
 from minrnn.metrics import METRICS_FILE, read_metrics, series
 from minrnn.models import LanguageModel
@@ -142,7 +142,7 @@ def _train(mesh, sequence_axis: str | None = None) -> dict:
 def _loop_config(mesh: dict | None = None, stop_at_step: int | None = None):
   """A tiny selective-copying run of `minrnn.train` (dropout on: its masks must not depend on
   the layout); `mesh` None leaves the configs' default, every device on `data`."""
-  config = _load(_REPO / "configs" / "selective_copy" / "mingru.py").get_config("cpu")
+  config = run_config.load_config("configs/selective_copy/mingru.py", "cpu")
   config.data.batch_size = 8
   config.data.seq_len = 14  # With the 2 tokens to copy, 16 positions: 4 chunks of 4.
   config.data.num_tokens = 2
@@ -167,7 +167,7 @@ def _loop_config(mesh: dict | None = None, stop_at_step: int | None = None):
 def _segment_config(mesh: dict | None = None):
   """A tiny long-context run: minGRU over Tiny Shakespeare's segment streams, its state carried
   from one batch to the next (on a `sequence` axis, into the sequence-parallel scan)."""
-  config = _load(_REPO / "configs" / "enwik8" / "mingru.py").get_config("cpu")
+  config = run_config.load_config("configs/enwik8/mingru.py", "cpu")
   config.data.name = "shakespeare"
   config.data.segments = True
   config.data.download = False

@@ -6,6 +6,8 @@ import pathlib
 
 import pytest
 
+from minrnn import run_config
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TINY_MODEL = ["model.features=16", "model.num_layers=1", "model.mlp_expansion=2",
               "train.warmup_steps=1", "train.tensorboard=False"]
@@ -84,9 +86,8 @@ def test_runtime(tmp_path):
 
 
 def test_bad_override_is_a_clear_error():
-  reporting = _script("shakespeare").reporting
   with pytest.raises(ValueError, match="not a setting"):
-    reporting.load_config("configs/shakespeare/mingru.py", "cpu", ["model.featurez=3"])
+    run_config.load_config("configs/shakespeare/mingru.py", "cpu", ["model.featurez=3"])
 
 
 @pytest.mark.parametrize("path", [
@@ -94,9 +95,8 @@ def test_bad_override_is_a_clear_error():
     "formal_languages/minlstm.py", "formal_languages/transformer.py"])
 @pytest.mark.parametrize("variant", ["paper", "cpu"])
 def test_experiment_configs_have_the_training_loop_keys(path, variant):
-  reporting = _script("shakespeare").reporting
-  config = reporting.load_config("configs/" + path, variant)
-  reference = reporting.load_config("configs/quickstart.py")
+  config = run_config.load_config("configs/" + path, variant)
+  reference = run_config.load_config("configs/quickstart.py")
   assert set(config.train.keys()) == set(reference.train.keys())
   assert set(config.model.keys()) == set(reference.model.keys())
   assert config.model.cell == pathlib.Path(path).stem

@@ -5,7 +5,7 @@ import pytest
 
 from minrnn.data import formal_languages as fl
 from minrnn.data import make_task
-from test_train import load_config
+from minrnn.run_config import load_config
 
 
 def _examples(name, batch):

@@ -1,6 +1,5 @@
 """Segment streams and the training loop's state-carrying path (truncated BPTT)."""
 
-import importlib.util
 import json
 import pathlib
 
@@ -10,16 +9,10 @@ import pytest
 from minrnn import train as train_lib
 from minrnn.data.segments import SegmentStream
 from minrnn.metrics import read_metrics, series
+from minrnn.run_config import load_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 L = 8
-
-
-def load_config(path, variant):
-  spec = importlib.util.spec_from_file_location("config_under_test", REPO / path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config() if variant is None else module.get_config(variant)
 
 
 def stream(ids, **kwargs):

@@ -1,6 +1,5 @@
 """The training loop: loss falls, exact resumption, checkpoints, outputs, command-line config."""
 
-import importlib.util
 import json
 import os
 import pathlib
@@ -15,15 +14,9 @@ from minrnn import train as train_lib
 from minrnn.checkpointing import CheckpointError
 from minrnn.metrics import read_metrics, series
 from minrnn.optimizer import learning_rate_schedule
+from minrnn.run_config import load_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-
-
-def load_config(path: str, variant: str | None = None):
-  spec = importlib.util.spec_from_file_location("config_under_test", REPO / path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config() if variant is None else module.get_config(variant)
 
 
 def tiny_copy_config(num_steps=6):
@@ -195,6 +188,14 @@ def test_every_config_has_the_training_loop_keys(path, variant):
 def test_unknown_variant_is_a_clear_error():
   with pytest.raises(ValueError, match="Unknown variant 'gpu'"):
     load_config("configs/shakespeare/mingru.py", "gpu")
+
+
+def test_load_config_works_from_any_directory_and_names_a_missing_file(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  config = load_config("configs/shakespeare/mingru.py", "cpu", ["train.num_steps=7"])
+  assert config.train.num_steps == 7 and config.model.cell == "mingru"
+  with pytest.raises(FileNotFoundError, match="configs/shakespeare/mingur.py"):
+    load_config("configs/shakespeare/mingur.py")
 
 
 def test_missing_data_file_stops_the_run_with_the_path(tmp_path):

@@ -23,11 +23,11 @@ import numpy as np
 import generate_hopper  # A sibling script: run this file as `python experiments/d4rl/...`.
 from table import markdown_table, run_entry, summarize
 
-from experiments.reporting import apply_overrides
 from minrnn.data.d4rl import D4RLTask, write_d4rl
 from minrnn.data.paths import data_dir
 from minrnn.rl.config import CELLS, d4rl_config
 from minrnn.rl.evaluate import normalized_score
+from minrnn.run_config import apply_overrides
 
 # The generated episodes' returns reach about 1000 (a full episode without falling).
 TARGET_RETURNS = (1000.0, 500.0)

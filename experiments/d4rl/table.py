@@ -23,10 +23,10 @@ from typing import Any, Sequence
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
-from experiments.reporting import apply_overrides  # noqa: E402
 from minrnn import train as train_lib  # noqa: E402
 from minrnn.data.d4rl import DATASETS, ENVS  # noqa: E402
 from minrnn.rl.config import CELLS, d4rl_config  # noqa: E402
+from minrnn.run_config import apply_overrides  # noqa: E402
 
 ENV_NAMES = {"halfcheetah": "HalfCheetah", "hopper": "Hopper", "walker2d": "Walker2d"}
 DATASET_NAMES = {"medium": "Medium", "medium_replay": "Medium-Replay",

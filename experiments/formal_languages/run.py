@@ -21,6 +21,7 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 from experiments import reporting  # noqa: E402
+from minrnn import run_config  # noqa: E402
 from minrnn.data.formal_languages import LANGUAGES  # noqa: E402
 
 NAMES = {"mingru": "minGRU", "minlstm": "minLSTM", "transformer": "Transformer"}
@@ -61,7 +62,7 @@ def main(argv=None) -> dict:
       overrides = [f"data.task={task!r}", *args.override]
       if args.stop_at_step is not None:
         overrides.append(f"train.stop_at_step={args.stop_at_step}")
-      config = reporting.load_config(f"configs/formal_languages/{model}.py", args.variant,
+      config = run_config.load_config(f"configs/formal_languages/{model}.py", args.variant,
                                      overrides)
       workdir = pathlib.Path(args.workdir) / f"{args.variant}_{task}_{model}"
       run = reporting.train_run(config, workdir)

@@ -11,7 +11,6 @@ Sizes are CPU-feasible (a few minutes per model on two cores), not the papers'. 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import pathlib
 import time
@@ -19,28 +18,22 @@ import time
 import jax
 from flax import nnx
 
+from minrnn import run_config
 from minrnn import train as train_lib
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 RESULTS = REPO / "experiments" / "results"
 
 
-def _config(path: str):
-  spec = importlib.util.spec_from_file_location("config", REPO / path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config("cpu")
-
-
 def configs(num_steps: int) -> dict:
   """Both models on the same data, optimizer and budget; only `model` differs."""
-  srupp = _config("configs/enwik8/srupp_base.py")
+  srupp = run_config.load_config("configs/enwik8/srupp_base.py", "cpu")
   srupp.model.features = 192
   srupp.model.num_layers = 3
   srupp.model.proj_features = 48
   srupp.model.attention_every = 2
   srupp.model.memory_length = 64
-  mingru = _config("configs/enwik8/mingru.py")
+  mingru = run_config.load_config("configs/enwik8/mingru.py", "cpu")
   mingru.model.features = 80
   for config in (srupp, mingru):
     config.data.name = "shakespeare"

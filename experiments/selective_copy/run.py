@@ -23,6 +23,7 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 from experiments import reporting  # noqa: E402
+from minrnn import run_config  # noqa: E402
 
 # Accuracy (%) for 1 / 2 / 3 layers, as quoted in this project's issue for the paper's Table 1
 # (not re-checked against the paper's text here).
@@ -52,7 +53,7 @@ def main(argv=None) -> dict:
       overrides = [f"model.num_layers={layers}", "train.progress_bar=False", *args.override]
       if args.stop_at_step is not None:
         overrides.append(f"train.stop_at_step={args.stop_at_step}")
-      config = reporting.load_config(f"configs/selective_copy/{model}.py", args.variant,
+      config = run_config.load_config(f"configs/selective_copy/{model}.py", args.variant,
                                      overrides)
       workdir = pathlib.Path(args.workdir) / f"{args.variant}_{model}_{layers}l"
       run = reporting.train_run(config, workdir)

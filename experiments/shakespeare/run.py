@@ -20,6 +20,7 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 from experiments import reporting  # noqa: E402
+from minrnn import run_config  # noqa: E402
 
 # Test loss and step of the best loss, as quoted in this project's issue for the paper's
 # section 4.3 (not re-checked against the paper's text here).
@@ -100,7 +101,7 @@ def main(argv=None) -> dict:
                  *args.override]
     if args.stop_at_step is not None:
       overrides.append(f"train.stop_at_step={args.stop_at_step}")
-    config = reporting.load_config(f"configs/shakespeare/{model}.py", args.variant, overrides)
+    config = run_config.load_config(f"configs/shakespeare/{model}.py", args.variant, overrides)
     workdir = pathlib.Path(args.workdir) / f"{args.variant}_{model}"
     run = reporting.train_run(config, workdir)
     run.update(curve=reporting.best_eval(workdir), config=f"configs/shakespeare/{model}.py:"
