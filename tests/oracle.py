@@ -69,3 +69,31 @@ def minlstm(x, kernel, bias, h0, normalize=True):
     h = f * h + i * g(pre[:, 2 * hidden:])
     out[:, t] = h
   return out, h
+
+
+def sru(u, x, weight_c, bias, c0, lengths, scale_x, reverse, use_tanh=False,
+        has_skip_term=True):
+  """SRU's recurrence after the projection (`kernels.sru.sru_recurrence`'s arguments); returns
+  (h, c_last). Steps past `lengths[b]` are skipped (c kept, h zero); direction 1 runs backward
+  in time, and `reverse` flips both."""
+  u, weight_c, bias, c0 = (np.asarray(a, np.float64) for a in (u, weight_c, bias, c0))
+  batch, num_steps, directions, k, hidden = u.shape
+  x_prime = None
+  if has_skip_term:
+    x_prime = u[:, :, :, 3] if k == 4 else scale_x * np.asarray(x, np.float64)
+  h = np.zeros((batch, num_steps, directions, hidden))
+  c_last = np.zeros((batch, directions, hidden))
+  for b in range(batch):
+    for d in range(directions):
+      c = c0[b, d].copy()
+      steps = range(int(lengths[b]))
+      if (d == 1) != reverse:
+        steps = reversed(steps)
+      for t in steps:
+        f = sigmoid(u[b, t, d, 1] + weight_c[d, 0] * c + bias[d, 0])
+        r = sigmoid(u[b, t, d, 2] + weight_c[d, 1] * c + bias[d, 1])
+        c = f * c + (1 - f) * u[b, t, d, 0]
+        g_c = np.tanh(c) if use_tanh else c
+        h[b, t, d] = r * g_c if x_prime is None else r * g_c + (1 - r) * x_prime[b, t, d]
+      c_last[b, d] = c
+  return h, c_last

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
+import oracle
 from minrnn.cells.sru import SRU, SRUCell
 from minrnn.ops import flip_sequences
-from test_sru_kernel import SMALL, oracle
 
 B, T, IN = 2, 6, 6
 
@@ -37,7 +37,7 @@ def cell_oracle(cell, x, carry, lengths, reverse=False):
   d, k, hidden = cell.directions, cell.num_matrices, cell.hidden_features
   u = (x_hat @ np.asarray(cell.kernel[...], np.float64)).reshape(batch, steps, d, k, hidden)
   x_seq = x.reshape(batch, steps, d, hidden) if k == 3 else None
-  h, c = oracle(u, x_seq, cell.weight_c[...], cell.bias[...],
+  h, c = oracle.sru(u, x_seq, cell.weight_c[...], cell.bias[...],
                 np.asarray(carry).reshape(batch, d, hidden), lengths, cell.scale_x, reverse)
   return h.reshape(batch, steps, d * hidden), c.reshape(batch, d * hidden)
 

@@ -1,8 +1,9 @@
 """SRU recurrence: Pallas kernel (interpreted on CPU) == lax.scan reference == float64 NumPy loop.
 
 Values, final states and the gradients of every input (u, x, v_f/v_r, biases, c0) are checked,
-for one and two directions, k = 3 and 4, reversed time and padded rows. The oracle's gradients
-are central differences of the float64 loop along random directions.
+for one and two directions, k = 3 and 4, reversed time, padded rows, `use_tanh` and no highway
+term. The oracle's gradients are central differences of the float64 loop along random
+directions.
 """
 
 import jax
@@ -10,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import oracle
 from kernels.sru import KernelConfig, resolve_implementation, sru_recurrence
 
 # Small blocks and chunks keep interpret mode quick and still exercise the chunked time loop
@@ -18,35 +20,13 @@ SMALL = KernelConfig(block_features=4, time_chunk=2)
 ARGS = ("u", "x", "weight_c", "bias", "c0")
 
 
-def oracle(u, x, weight_c, bias, c0, lengths, scale_x, reverse):
-  """Float64 loop over the equations; returns (h, c_last)."""
-  u, weight_c, bias, c0 = (np.asarray(a, np.float64) for a in (u, weight_c, bias, c0))
-  batch, num_steps, directions, k, hidden = u.shape
-  x_prime = u[:, :, :, 3] if k == 4 else scale_x * np.asarray(x, np.float64)
-  sigmoid = lambda z: 1.0 / (1.0 + np.exp(-z))
-  h = np.zeros((batch, num_steps, directions, hidden))
-  c_last = np.zeros((batch, directions, hidden))
-  for b in range(batch):
-    for d in range(directions):
-      c = c0[b, d].copy()
-      steps = range(int(lengths[b]))
-      if (d == 1) != reverse:
-        steps = reversed(steps)
-      for t in steps:
-        f = sigmoid(u[b, t, d, 1] + weight_c[d, 0] * c + bias[d, 0])
-        r = sigmoid(u[b, t, d, 2] + weight_c[d, 1] * c + bias[d, 1])
-        c = f * c + (1 - f) * u[b, t, d, 0]
-        h[b, t, d] = r * c + (1 - r) * x_prime[b, t, d]
-      c_last[b, d] = c
-  return h, c_last
-
-
-def make_inputs(batch, num_steps, directions, k, hidden, seed=0, dtype=jnp.float32):
+def make_inputs(batch, num_steps, directions, k, hidden, seed=0, dtype=jnp.float32,
+                has_skip_term=True):
   keys = jax.random.split(jax.random.key(seed), 5)
   return {
       "u": jax.random.normal(keys[0], (batch, num_steps, directions, k, hidden), dtype),
       "x": (jax.random.normal(keys[1], (batch, num_steps, directions, hidden), dtype)
-            if k == 3 else None),
+            if k == 3 and has_skip_term else None),
       "weight_c": 0.7 * jax.random.normal(keys[2], (directions, 2, hidden)),
       "bias": 0.5 * jax.random.normal(keys[3], (directions, 2, hidden)),
       "c0": jax.random.normal(keys[4], (batch, directions, hidden)),
@@ -59,8 +39,8 @@ def loss_terms(h, c_last):
   return jnp.sum(h.astype(jnp.float32) * weights) + jnp.sum(jnp.sin(c_last))
 
 
-def oracle_loss(inputs, lengths, scale_x, reverse):
-  h, c_last = oracle(**inputs, lengths=lengths, scale_x=scale_x, reverse=reverse)
+def oracle_loss(inputs, lengths, form):
+  h, c_last = oracle.sru(**inputs, lengths=lengths, **form)
   weights = np.cos(np.arange(h.size, dtype=np.float32)).astype(np.float64).reshape(h.shape)
   return np.sum(h * weights) + np.sum(np.sin(c_last))
 
@@ -68,53 +48,60 @@ def oracle_loss(inputs, lengths, scale_x, reverse):
 _LOSS_AND_GRAD = {}
 
 
-def loss_and_grad(implementation, reverse, scale_x, config=SMALL, interpret=None):
-  """Jitted (loss, grads) of the recurrence; cached so cases of one shape compile once."""
-  key = (implementation, reverse, scale_x, config, interpret)
+def loss_and_grad(implementation, form, config=SMALL, interpret=None):
+  """Jitted (loss, grads) of the recurrence; cached so cases of one shape compile once.
+
+  form: `sru_recurrence`'s scale_x, reverse, use_tanh and has_skip_term.
+  """
+  key = (implementation, tuple(sorted(form.items())), config, interpret)
   if key not in _LOSS_AND_GRAD:
 
     def loss(inputs, lengths):
       h, c_last = sru_recurrence(
           inputs["u"], inputs["x"], inputs["weight_c"], inputs["bias"], inputs["c0"], lengths,
-          scale_x=scale_x, reverse=reverse, implementation=implementation,
-          interpret=interpret, config=config)
+          implementation=implementation, interpret=interpret, config=config, **form)
       return loss_terms(h, c_last), (h, c_last)
 
     _LOSS_AND_GRAD[key] = jax.jit(jax.value_and_grad(loss, has_aux=True))
   return _LOSS_AND_GRAD[key]
 
 
-def directional_oracle(inputs, lengths, scale_x, reverse, name, seed, eps=1e-6):
+def directional_oracle(inputs, lengths, form, name, seed, eps=1e-6):
   """Central difference of the float64 loss along a random direction of input `name`."""
   base = {k: None if v is None else np.asarray(v, np.float64) for k, v in inputs.items()}
   direction = np.random.default_rng(seed).standard_normal(base[name].shape)
   plus, minus = dict(base), dict(base)
   plus[name] = base[name] + eps * direction
   minus[name] = base[name] - eps * direction
-  slope = (oracle_loss(plus, lengths, scale_x, reverse)
-           - oracle_loss(minus, lengths, scale_x, reverse)) / (2 * eps)
+  slope = (oracle_loss(plus, lengths, form) - oracle_loss(minus, lengths, form)) / (2 * eps)
   return direction, slope
 
 
 CASES = [
-    # (directions, k, reverse, lengths)
-    (1, 3, False, (5, 3)),
-    (2, 4, False, (5, 2)),
-    (1, 4, True, (4, 5)),
-    (2, 3, True, (5, 5)),
+    # (directions, k, reverse, lengths, use_tanh, has_skip_term)
+    (1, 3, False, (5, 3), False, True),
+    (2, 4, False, (5, 2), False, True),
+    (1, 4, True, (4, 5), False, True),
+    (2, 3, True, (5, 5), False, True),
+    (2, 4, False, (5, 3), True, True),
+    (1, 3, True, (5, 4), True, False),
+    (2, 3, False, (4, 5), False, False),
 ]
 
 
-@pytest.mark.parametrize("directions,k,reverse,lengths", CASES)
-def test_kernel_reference_and_oracle_agree(directions, k, reverse, lengths):
-  batch, num_steps, hidden, scale_x = 2, 5, 8, 1.3
-  inputs = make_inputs(batch, num_steps, directions, k, hidden, seed=directions * 10 + k)
+@pytest.mark.parametrize("directions,k,reverse,lengths,use_tanh,has_skip_term", CASES)
+def test_kernel_reference_and_oracle_agree(directions, k, reverse, lengths, use_tanh,
+                                           has_skip_term):
+  batch, num_steps, hidden = 2, 5, 8
+  form = dict(scale_x=1.3, reverse=reverse, use_tanh=use_tanh, has_skip_term=has_skip_term)
+  inputs = make_inputs(batch, num_steps, directions, k, hidden, seed=directions * 10 + k,
+                       has_skip_term=has_skip_term)
   lengths = jnp.asarray(lengths)
-  h_ref, c_ref = oracle(**inputs, lengths=np.asarray(lengths), scale_x=scale_x, reverse=reverse)
+  h_ref, c_ref = oracle.sru(**inputs, lengths=np.asarray(lengths), **form)
 
   results = {}
   for implementation in ("pallas", "sequential"):
-    (_, (h, c_last)), grads = loss_and_grad(implementation, reverse, scale_x)(inputs, lengths)
+    (_, (h, c_last)), grads = loss_and_grad(implementation, form)(inputs, lengths)
     np.testing.assert_allclose(h, h_ref, rtol=1e-5, atol=1e-5, err_msg=implementation)
     np.testing.assert_allclose(c_last, c_ref, rtol=1e-5, atol=1e-5, err_msg=implementation)
     results[implementation] = grads
@@ -125,7 +112,7 @@ def test_kernel_reference_and_oracle_agree(directions, k, reverse, lengths):
       continue
     np.testing.assert_allclose(results["pallas"][name], results["sequential"][name],
                                rtol=1e-4, atol=1e-5, err_msg=name)
-    direction, slope = directional_oracle(inputs, np.asarray(lengths), scale_x, reverse, name,
+    direction, slope = directional_oracle(inputs, np.asarray(lengths), form, name,
                                           seed=len(name))
     np.testing.assert_allclose(np.sum(np.asarray(results["pallas"][name]) * direction), slope,
                                rtol=1e-4, atol=1e-4, err_msg=name)
@@ -154,7 +141,7 @@ def test_bfloat16_inputs_keep_a_float32_state():
   h, c_last = sru_recurrence(**inputs, seq_lengths=lengths, implementation="pallas",
                              config=SMALL)
   assert h.dtype == jnp.bfloat16 and c_last.dtype == jnp.float32
-  h_ref, c_ref = oracle(**inputs, lengths=np.asarray(lengths), scale_x=1.0, reverse=False)
+  h_ref, c_ref = oracle.sru(**inputs, lengths=np.asarray(lengths), scale_x=1.0, reverse=False)
   # Inputs are exact in both; only the bf16 rounding of h differs.
   np.testing.assert_allclose(np.asarray(h, np.float32), h_ref, rtol=1e-2, atol=1e-2)
   np.testing.assert_allclose(c_last, c_ref, rtol=1e-5, atol=1e-5)
@@ -171,6 +158,8 @@ def test_bad_inputs_raise_clear_errors():
     sru_recurrence(inputs["u"][:, :, 0], inputs["x"], inputs["weight_c"], inputs["bias"])
   with pytest.raises(ValueError, match="Unknown SRU implementation"):
     sru_recurrence(**inputs, implementation="cuda")
+  with pytest.raises(ValueError, match="without the highway term"):
+    sru_recurrence(**inputs, has_skip_term=False, implementation="sequential")
 
 
 def test_default_implementation_follows_the_platform():
@@ -180,14 +169,19 @@ def test_default_implementation_follows_the_platform():
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
-@pytest.mark.parametrize("directions,k,reverse", [(1, 3, False), (2, 4, True)])
-def test_compiled_kernel_matches_reference(directions, k, reverse, dtype):
+@pytest.mark.parametrize("directions,k,reverse,use_tanh,has_skip_term", [
+    (1, 3, False, False, True), (2, 4, True, False, True), (2, 4, False, True, True),
+    (1, 3, True, True, False)])
+def test_compiled_kernel_matches_reference(directions, k, reverse, use_tanh, has_skip_term,
+                                           dtype):
   batch, num_steps, hidden = 4, 300, 96
-  inputs = make_inputs(batch, num_steps, directions, k, hidden, seed=7, dtype=dtype)
+  form = dict(scale_x=1.3, reverse=reverse, use_tanh=use_tanh, has_skip_term=has_skip_term)
+  inputs = make_inputs(batch, num_steps, directions, k, hidden, seed=7, dtype=dtype,
+                       has_skip_term=has_skip_term)
   lengths = jnp.asarray([300, 1, 257, 128])
-  fn = loss_and_grad("pallas", reverse, 1.3, config=KernelConfig(), interpret=False)
+  fn = loss_and_grad("pallas", form, config=KernelConfig(), interpret=False)
   (_, (h, c_last)), grads = fn(inputs, lengths)
-  (_, (h_ref, c_ref)), grads_ref = loss_and_grad("sequential", reverse, 1.3)(inputs, lengths)
+  (_, (h_ref, c_ref)), grads_ref = loss_and_grad("sequential", form)(inputs, lengths)
   tol = 1e-4 if dtype == jnp.float32 else 2e-2
   np.testing.assert_allclose(np.asarray(h, np.float32), np.asarray(h_ref, np.float32),
                              rtol=tol, atol=tol)

@@ -36,7 +36,7 @@ def resolve_implementation(implementation: str | None = None, platform: str | No
   return "pallas" if platform in ("gpu", "cuda") else "sequential"
 
 
-def _check(u, x, weight_c, bias, c0, seq_lengths):
+def _check(u, x, weight_c, bias, c0, seq_lengths, has_skip_term):
   if u.ndim != 5 or u.shape[3] not in (3, 4):
     raise ValueError(
         "sru_recurrence: u must have shape (batch, time, directions, k, hidden) with k = 3 "
@@ -46,7 +46,12 @@ def _check(u, x, weight_c, bias, c0, seq_lengths):
     raise ValueError(f"sru_recurrence: the sequence needs at least one step, got u {u.shape}.")
   if directions not in (1, 2):
     raise ValueError(f"sru_recurrence: directions (u.shape[2]) must be 1 or 2, got {directions}.")
-  if (k == 3) != (x is not None):
+  if not has_skip_term:
+    if k != 3 or x is not None:
+      raise ValueError(
+          "sru_recurrence: without the highway term (has_skip_term=False) u has k = 3 "
+          f"matrices and x is None; got k = {k} and x {'given' if x is not None else 'None'}.")
+  elif (k == 3) != (x is not None):
     raise ValueError(
         "sru_recurrence: pass the highway input x exactly when u has k = 3 matrices; got "
         f"k = {k} and x {'given' if x is not None else 'None'}.")
@@ -66,26 +71,31 @@ def _check(u, x, weight_c, bias, c0, seq_lengths):
     raise TypeError(f"sru_recurrence: seq_lengths must be integers, got {seq_lengths.dtype}.")
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7, 8))
-def _pallas(u, x, params, c0, seq_lengths, scale_x, reverse, interpret, config):
-  h, _, c_last = sru_forward(u, x, params, c0, seq_lengths, scale_x=scale_x, reverse=reverse,
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7, 8, 9, 10))
+def _pallas(u, x, params, c0, seq_lengths, scale_x, use_tanh, has_skip_term, reverse,
+            interpret, config):
+  h, _, c_last = sru_forward(u, x, params, c0, seq_lengths, scale_x=scale_x,
+                             use_tanh=use_tanh, has_skip_term=has_skip_term, reverse=reverse,
                              save_c=False, interpret=interpret, config=config)
   return h, c_last
 
 
-def _pallas_fwd(u, x, params, c0, seq_lengths, scale_x, reverse, interpret, config):
+def _pallas_fwd(u, x, params, c0, seq_lengths, scale_x, use_tanh, has_skip_term, reverse,
+                interpret, config):
   h, c_all, c_last = sru_forward(u, x, params, c0, seq_lengths, scale_x=scale_x,
+                                 use_tanh=use_tanh, has_skip_term=has_skip_term,
                                  reverse=reverse, save_c=True, interpret=interpret,
                                  config=config)
   return (h, c_last), (u, x, params, c0, seq_lengths, c_all)
 
 
-def _pallas_bwd(scale_x, reverse, interpret, config, residuals, cotangents):
+def _pallas_bwd(scale_x, use_tanh, has_skip_term, reverse, interpret, config, residuals,
+                cotangents):
   u, x, params, c0, seq_lengths, c_all = residuals
   dh, dc_last = cotangents
   du, dx, dparams, dc0 = sru_backward(
-      u, x, params, c0, seq_lengths, c_all, dh, dc_last, scale_x=scale_x, reverse=reverse,
-      interpret=interpret, config=config)
+      u, x, params, c0, seq_lengths, c_all, dh, dc_last, scale_x=scale_x, use_tanh=use_tanh,
+      has_skip_term=has_skip_term, reverse=reverse, interpret=interpret, config=config)
   return du, dx, dparams.astype(params.dtype), dc0, None
 
 
@@ -101,6 +111,8 @@ def sru_recurrence(
     seq_lengths: jax.Array | None = None,
     *,
     scale_x: float = 1.0,
+    use_tanh: bool = False,
+    has_skip_term: bool = True,
     reverse: bool = False,
     implementation: str | None = None,
     interpret: bool | None = None,
@@ -109,21 +121,25 @@ def sru_recurrence(
   """SRU's recurrence over a whole sequence, all directions at once.
 
   Per direction: `f = σ(u1 + v_f⊙c_{t−1} + b_f)`, `r = σ(u2 + v_r⊙c_{t−1} + b_r)`,
-  `c_t = f⊙c_{t−1} + (1−f)⊙u0`, `h_t = r⊙c_t + (1−r)⊙x'` with `x' = scale_x·x` (k = 3) or
-  `x' = u3` (k = 4). Direction 0 runs forward in time, direction 1 backward. Arithmetic and the
-  state are float32 whatever the input dtype.
+  `c_t = f⊙c_{t−1} + (1−f)⊙u0`, `h_t = r⊙g(c_t) + (1−r)⊙x'` with `x' = scale_x·x` (k = 3) or
+  `x' = u3` (k = 4), or `h_t = r⊙g(c_t)` without the highway term; `g` is the identity or
+  tanh. Direction 0 runs forward in time, direction 1 backward. Arithmetic and the state are
+  float32 whatever the input dtype.
 
   Args:
     u: `(batch, time, directions, k, hidden)` projected inputs `[u0, u1, u2(, u3)]`, float32 or
       bfloat16. `(batch, time, directions * k * hidden)` from one matmul reshapes to this for
       free when its columns are ordered (direction, matrix, feature).
-    x: `(batch, time, directions, hidden)` highway input when k = 3, else None.
+    x: `(batch, time, directions, hidden)` highway input when k = 3 and `has_skip_term`, else
+      None.
     weight_c: `(directions, 2, hidden)`: `v_f`, `v_r`.
     bias: `(directions, 2, hidden)`: `b_f`, `b_r`.
     c0: `(batch, directions, hidden)` initial state, float32 (zeros if None).
     seq_lengths: optional int `(batch,)`: steps `t ≥ seq_lengths[b]` keep the state and output
       zero, so the backward direction starts at each row's last valid step.
     scale_x: constant multiplier of `x` (SRU's `rescale`).
+    use_tanh: `g = tanh` (the official `use_tanh`); else `g` is the identity.
+    has_skip_term: keep the highway term `(1−r)⊙x'`; without it u has k = 3 and x is None.
     reverse: run every direction the other way round in time.
     implementation: `"pallas"`, `"sequential"` or None (platform default).
     interpret: run the Pallas kernel in interpret mode (default: when not on a GPU).
@@ -138,7 +154,7 @@ def sru_recurrence(
   x = None if x is None else jnp.asarray(x)
   weight_c, bias = jnp.asarray(weight_c), jnp.asarray(bias)
   seq_lengths = None if seq_lengths is None else jnp.asarray(seq_lengths)
-  _check(u, x, weight_c, bias, c0, seq_lengths)
+  _check(u, x, weight_c, bias, c0, seq_lengths, has_skip_term)
   name = resolve_implementation(implementation)
   batch, num_steps, directions, _, hidden = u.shape
   if c0 is None:
@@ -146,6 +162,7 @@ def sru_recurrence(
   c0 = jnp.asarray(c0).astype(jnp.float32)
   if name == "sequential":
     return reference.sru_recurrence(u, x, weight_c, bias, c0, seq_lengths, scale_x=scale_x,
+                                    use_tanh=use_tanh, has_skip_term=has_skip_term,
                                     reverse=reverse)
   if interpret is None:
     interpret = jax.default_backend() not in ("gpu", "cuda")
@@ -156,4 +173,5 @@ def sru_recurrence(
     u = u.astype(x.dtype)
   params = jnp.concatenate([weight_c, bias], axis=1).astype(jnp.float32)
   return _pallas(u, x, params, c0, seq_lengths.astype(jnp.int32), float(scale_x),
-                 bool(reverse), bool(interpret), config or KernelConfig())
+                 bool(use_tanh), bool(has_skip_term), bool(reverse), bool(interpret),
+                 config or KernelConfig())

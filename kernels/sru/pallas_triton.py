@@ -15,6 +15,10 @@ The backward kernel walks time the other way, recomputes the gates from the save
 and writes the gradients of `u`, `x` and `c0`, plus per-batch-row partial sums of the gradients
 of `v_f, v_r, b_f, b_r` that the caller reduces over the batch.
 
+Two static flags change the output equation, as the official options do: `use_tanh` uses
+`g(c) = tanh(c)` in place of `c`, and `has_skip_term=False` drops the highway term
+(`h = r ⊙ g(c)`; no `x` and k = 3). Each combination compiles its own kernel.
+
 Layouts (batch-major; the kernels never transpose):
   u `(batch, time, directions, k, hidden)`, x / h / c `(batch, time, directions, hidden)`,
   params `(directions, 4, hidden)` = `[v_f, v_r, b_f, b_r]`, c0 / c_last `(batch, directions,
@@ -59,6 +63,26 @@ def _block_features(hidden: int, limit: int) -> int:
 def _sigmoid(z):
   # Spelled out: the Triton lowering has exp but no logistic primitive on every version.
   return 1.0 / (1.0 + jnp.exp(-z))
+
+
+def _activation(c, use_tanh):
+  return jnp.tanh(c) if use_tanh else c
+
+
+def _output(g, r, x_prime):
+  """`h = x' + (g − x') ⊙ r`, or `r ⊙ g` without the highway term (x_prime None)."""
+  if x_prime is None:
+    return g * r
+  return x_prime + (g - x_prime) * r
+
+
+def _load_highway(u_ref, x_ref, t, scale_x, has_skip_term):
+  """`x'_t` in float32: `scale_x · x_t` (k = 3), `u3_t` (k = 4), or None without the term."""
+  if not has_skip_term:
+    return None
+  if x_ref is not None:
+    return scale_x * x_ref[t].astype(jnp.float32)
+  return u_ref[t, 3].astype(jnp.float32)
 
 
 def _time_loop(num_steps, chunk, prefetch, load, compute, carry):
@@ -106,8 +130,8 @@ def _time_index(s, num_steps, backward):
   return s + backward * (num_steps - 1 - 2 * s)
 
 
-def _forward_kernel(*refs, num_steps, directions, reverse, scale_x, has_x, save_c, chunk,
-                    prefetch):
+def _forward_kernel(*refs, num_steps, directions, reverse, scale_x, has_x, has_skip_term,
+                    use_tanh, save_c, chunk, prefetch):
   refs = list(refs)
   lengths_ref, u_ref = refs.pop(0), refs.pop(0)
   x_ref = refs.pop(0) if has_x else None
@@ -123,11 +147,7 @@ def _forward_kernel(*refs, num_steps, directions, reverse, scale_x, has_x, save_
   def load(s):
     t = _time_index(s, num_steps, backward)
     u0, u1, u2 = (u_ref[t, g].astype(jnp.float32) for g in range(3))
-    if has_x:
-      x_prime = scale_x * x_ref[t].astype(jnp.float32)
-    else:
-      x_prime = u_ref[t, 3].astype(jnp.float32)
-    return t, u0, u1, u2, x_prime
+    return t, u0, u1, u2, _load_highway(u_ref, x_ref, t, scale_x, has_skip_term)
 
   def compute(s, c, row):
     del s
@@ -135,7 +155,7 @@ def _forward_kernel(*refs, num_steps, directions, reverse, scale_x, has_x, save_
     f = _sigmoid(u1 + v_f * c + b_f)
     r = _sigmoid(u2 + v_r * c + b_r)
     c_new = u0 + (c - u0) * f
-    h = x_prime + (c_new - x_prime) * r
+    h = _output(_activation(c_new, use_tanh), r, x_prime)
     valid = t < length
     c_new = jnp.where(valid, c_new, c)
     h_ref[t] = jnp.where(valid, h, 0.0).astype(h_ref.dtype)
@@ -146,8 +166,8 @@ def _forward_kernel(*refs, num_steps, directions, reverse, scale_x, has_x, save_
   c_last_ref[...] = _time_loop(num_steps, chunk, prefetch, load, compute, c0_ref[...])
 
 
-def _backward_kernel(*refs, num_steps, directions, reverse, scale_x, has_x, chunk,
-                     prefetch):
+def _backward_kernel(*refs, num_steps, directions, reverse, scale_x, has_x, has_skip_term,
+                     use_tanh, chunk, prefetch):
   refs = list(refs)
   lengths_ref, u_ref = refs.pop(0), refs.pop(0)
   x_ref = refs.pop(0) if has_x else None
@@ -171,10 +191,7 @@ def _backward_kernel(*refs, num_steps, directions, reverse, scale_x, has_x, chun
     first = forward_walks_backward * (num_steps - 1)
     c_prev = jnp.where(t == first, c0, c_ref[jnp.clip(prev, 0, num_steps - 1)])
     u0, u1, u2 = (u_ref[t, g].astype(jnp.float32) for g in range(3))
-    if has_x:
-      x_prime = scale_x * x_ref[t].astype(jnp.float32)
-    else:
-      x_prime = u_ref[t, 3].astype(jnp.float32)
+    x_prime = _load_highway(u_ref, x_ref, t, scale_x, has_skip_term)
     return t, c_prev, u0, u1, u2, x_prime, dh_ref[t].astype(jnp.float32)
 
   def compute(s, carry, row):
@@ -184,20 +201,23 @@ def _backward_kernel(*refs, num_steps, directions, reverse, scale_x, has_x, chun
     f = _sigmoid(u1 + v_f * c_prev + b_f)
     r = _sigmoid(u2 + v_r * c_prev + b_r)
     c = u0 + (c_prev - u0) * f
+    g = _activation(c, use_tanh)
     valid = t < length
     dh = jnp.where(valid, dh, 0.0)
-    dc = dc + dh * r
-    dz_r = dh * (c - x_prime) * r * (1.0 - r)
+    dg = dh * r
+    dc = dc + (dg * (1.0 - g * g) if use_tanh else dg)
+    dz_r = dh * (g if x_prime is None else g - x_prime) * r * (1.0 - r)
     dz_f = jnp.where(valid, dc * (c_prev - u0) * f * (1.0 - f), 0.0)
     du0 = jnp.where(valid, dc * (1.0 - f), 0.0)
     du_ref[t, 0] = du0.astype(du_ref.dtype)
     du_ref[t, 1] = dz_f.astype(du_ref.dtype)
     du_ref[t, 2] = dz_r.astype(du_ref.dtype)
-    dx_prime = dh * (1.0 - r)
-    if has_x:
-      dx_ref[t] = (scale_x * dx_prime).astype(dx_ref.dtype)
-    else:
-      du_ref[t, 3] = dx_prime.astype(du_ref.dtype)
+    if has_skip_term:
+      dx_prime = dh * (1.0 - r)
+      if has_x:
+        dx_ref[t] = (scale_x * dx_prime).astype(dx_ref.dtype)
+      else:
+        du_ref[t, 3] = dx_prime.astype(du_ref.dtype)
     dc = jnp.where(valid, dc * f + dz_f * v_f + dz_r * v_r, dc)
     return (dc, dv_f + dz_f * c_prev, dv_r + dz_r * c_prev, db_f + dz_f, db_r + dz_r)
 
@@ -230,10 +250,11 @@ def _call_options(interpret: bool, config: KernelConfig):
 
 
 @functools.partial(jax.jit, static_argnames=(
-    "scale_x", "reverse", "save_c", "interpret", "config"))
+    "scale_x", "use_tanh", "has_skip_term", "reverse", "save_c", "interpret", "config"))
 def sru_forward(u, x, params, c0, seq_lengths, *, scale_x, reverse, save_c, interpret,
-                config=KernelConfig()):
-  """Forward kernel. Shapes as in the module docstring; `x` is None when k = 4.
+                use_tanh=False, has_skip_term=True, config=KernelConfig()):
+  """Forward kernel. Shapes as in the module docstring; `x` is None when k = 4 or without the
+  highway term.
 
   Returns `(h, c_all, c_last)`: `h` in `u`'s dtype, `c_all` float32 `(batch, time, directions,
   hidden)` (None unless `save_c`), `c_last` float32 `(batch, directions, hidden)`.
@@ -253,8 +274,8 @@ def sru_forward(u, x, params, c0, seq_lengths, *, scale_x, reverse, save_c, inte
   out_specs.append(state)
   kernel = functools.partial(
       _forward_kernel, num_steps=num_steps, directions=directions, reverse=reverse,
-      scale_x=scale_x, has_x=has_x, save_c=save_c, chunk=config.time_chunk,
-      prefetch=config.prefetch)
+      scale_x=scale_x, has_x=has_x, has_skip_term=has_skip_term, use_tanh=use_tanh,
+      save_c=save_c, chunk=config.time_chunk, prefetch=config.prefetch)
   outs = pl.pallas_call(
       kernel, out_shape=out_shape, grid=(directions, batch, hidden // block),
       in_specs=in_specs, out_specs=out_specs, name="sru_forward",
@@ -265,9 +286,10 @@ def sru_forward(u, x, params, c0, seq_lengths, *, scale_x, reverse, save_c, inte
   return outs[0], None, outs[1]
 
 
-@functools.partial(jax.jit, static_argnames=("scale_x", "reverse", "interpret", "config"))
+@functools.partial(jax.jit, static_argnames=(
+    "scale_x", "use_tanh", "has_skip_term", "reverse", "interpret", "config"))
 def sru_backward(u, x, params, c0, seq_lengths, c_all, dh, dc_last, *, scale_x, reverse,
-                 interpret, config=KernelConfig()):
+                 interpret, use_tanh=False, has_skip_term=True, config=KernelConfig()):
   """Backward kernel: gradients of `(u, x, params, c0)` from those of `(h, c_last)`.
 
   `dparams` is summed over the batch here (a small XLA reduction of the kernel's per-row
@@ -289,8 +311,8 @@ def sru_backward(u, x, params, c0, seq_lengths, c_all, dh, dc_last, *, scale_x, 
   out_specs += [pl.BlockSpec((None, None, 4, block), lambda d, b, j: (b, d, 0, j)), state]
   kernel = functools.partial(
       _backward_kernel, num_steps=num_steps, directions=directions, reverse=reverse,
-      scale_x=scale_x, has_x=has_x, chunk=config.time_chunk,
-      prefetch=config.prefetch)
+      scale_x=scale_x, has_x=has_x, has_skip_term=has_skip_term, use_tanh=use_tanh,
+      chunk=config.time_chunk, prefetch=config.prefetch)
   outs = pl.pallas_call(
       kernel, out_shape=out_shape, grid=(directions, batch, hidden // block),
       in_specs=in_specs, out_specs=out_specs, name="sru_backward",
