@@ -45,8 +45,17 @@ class BlockConfig:
       )
 
 
+# Values one thread loads per chunk on GPU: 64 keeps two chunks (computed and in flight) within
+# one warp's register budget; it gives the tuned plain-scan chunks (32 forward, 16 backward).
+_LOADS_PER_CHUNK = 64
+
+
 def _next_power_of_two(n: int) -> int:
   return 1 << max(0, (n - 1).bit_length())
+
+
+def _previous_power_of_two(n: int) -> int:
+  return 1 << (n.bit_length() - 1)
 
 
 def block_config(
@@ -57,6 +66,7 @@ def block_config(
     *,
     backward: bool = False,
     interpret: bool = False,
+    loads_per_step: int | None = None,
 ) -> BlockConfig:
   """Block shapes for a `(batch, time, features)` scan with inputs of `dtype`.
 
@@ -65,6 +75,9 @@ def block_config(
     dtype: the dtype of `a` and `b` (float32 or bfloat16).
     backward: True for the backward kernel, which moves five arrays per step instead of three.
     interpret: True when the kernel runs in interpret mode (off GPU).
+    loads_per_step: `(block_d,)` vectors the kernel loads per time step; None means the plain
+      scan's (2 forward: `a`, `b`; 3 backward: `a`, `dh`, `h`). Kernels that load more per
+      step (the fused-gate kernels) get shorter chunks.
   """
   del batch, time, dtype
   if interpret:
@@ -73,9 +86,14 @@ def block_config(
   # small batches still spread over every SM. On an H100 this was within 3% of the best tuned
   # shape at B=64 D=256 and B=8 D=1024, float32 and bfloat16. Two chunks of loads live in
   # registers (the one computed and the one in flight): 2 x 32 x 2 values forward, 2 x 16 x 3
-  # backward, under the register budget of one warp per program.
-  return BlockConfig(block_d=min(32, _next_power_of_two(features)),
-                     chunk=16 if backward else 32, num_warps=1, num_stages=1)
+  # backward, under the register budget of one warp per program. Kernels with more loads per
+  # step keep to the same budget with shorter chunks.
+  loads = loads_per_step or (3 if backward else 2)
+  if loads < 1:
+    raise ValueError(f"loads_per_step must be at least 1, got {loads_per_step}.")
+  chunk = min(32, _previous_power_of_two(max(1, _LOADS_PER_CHUNK // loads)))
+  return BlockConfig(block_d=min(32, _next_power_of_two(features)), chunk=chunk, num_warps=1,
+                     num_stages=1)
 
 
 def default_interpret() -> bool:

@@ -22,87 +22,36 @@ import functools
 
 import jax
 import jax.numpy as jnp
-from jax.experimental import pallas as pl
-from jax.experimental.pallas import triton as plgpu
 
 from kernels.linear_scan import config as config_lib
+from kernels.linear_scan import time_loop
+from kernels.linear_scan.time_loop import index, load, store
 
 BlockConfig = config_lib.BlockConfig
 
 _SUPPORTED_DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16))
 
 
-def _feature_mask(block_d: int, features: int) -> jax.Array | None:
-  """Lanes of this program that hold real features; None when `block_d` divides `features`."""
-  if features % block_d == 0:
-    return None
-  return pl.program_id(1) * block_d + jnp.arange(block_d) < features
-
-
-def _load(ref, mask):
-  if mask is None:
-    return ref[...].astype(jnp.float32)
-  return plgpu.load(ref, mask=mask, other=0.0).astype(jnp.float32)
-
-
-def _store(ref, value, mask):
-  # Cast first: a store must match the ref's dtype.
-  value = value.astype(ref.dtype)
-  if mask is None:
-    ref[...] = value
-  else:
-    plgpu.store(ref, value, mask=mask)
-
-
-def _index(t):
-  # A traced index even for static steps: masked loads in interpret mode reject Python ints.
-  return jnp.asarray(t, jnp.int32)
-
-
-def _pipelined(num_steps: int, chunk: int, load, compute, carry):
-  """Runs `num_steps` steps, `chunk` at a time, loading each chunk one iteration ahead.
-
-  `load(first, count)` issues the loads of steps `first .. first + count - 1` and returns them;
-  `compute(first, count, loaded, carry)` runs the dependent chain over them. The loads of chunk
-  `c + 1` are issued before the chain of chunk `c`, so memory traffic continues while the chain
-  runs. The `num_steps % chunk` remaining steps run last, unpipelined.
-  """
-  num_chunks, tail = divmod(num_steps, chunk)
-  if num_chunks:
-
-    def body(c, state):
-      carry, loaded = state
-      ahead = load((c + 1) * chunk, chunk)
-      return compute(c * chunk, chunk, loaded, carry), ahead
-
-    carry, loaded = jax.lax.fori_loop(0, num_chunks - 1, body, (carry, load(0, chunk)))
-    carry = compute((num_chunks - 1) * chunk, chunk, loaded, carry)
-  if tail:
-    first = num_chunks * chunk
-    carry = compute(first, tail, load(first, tail), carry)
-  return carry
-
-
 def _forward_kernel(a_ref, b_ref, h0_ref, h_ref, h_last_ref, *, features, config, reverse):
   """One program: refs `a`, `b`, `h` are `(time, block_d)`, `h0`, `h_last` are `(block_d,)`."""
   time = a_ref.shape[0]
-  mask = _feature_mask(config.block_d, features)
+  mask = time_loop.feature_mask(config.block_d, features)
 
   def time_index(step):
-    return _index(time - 1 - step if reverse else step)
+    return index(time - 1 - step if reverse else step)
 
-  def load(first, count):
+  def load_chunk(first, count):
     ts = [time_index(first + i) for i in range(count)]
-    return [_load(a_ref.at[t], mask) for t in ts], [_load(b_ref.at[t], mask) for t in ts]
+    return [load(a_ref.at[t], mask) for t in ts], [load(b_ref.at[t], mask) for t in ts]
 
   def compute(first, count, loaded, h):
     for i, a_t, b_t in zip(range(count), *loaded):
       h = a_t * h + b_t
-      _store(h_ref.at[time_index(first + i)], h, mask)
+      store(h_ref.at[time_index(first + i)], h, mask)
     return h
 
-  h = _pipelined(time, config.chunk, load, compute, _load(h0_ref, mask))
-  _store(h_last_ref, h, mask)
+  h = time_loop.pipelined(time, config.chunk, load_chunk, compute, load(h0_ref, mask))
+  store(h_last_ref, h, mask)
 
 
 def _backward_kernel(
@@ -111,69 +60,47 @@ def _backward_kernel(
 ):
   """One program of the backward scan; `(time, block_d)` and `(block_d,)` refs as forward."""
   time = a_ref.shape[0]
-  mask = _feature_mask(config.block_d, features)
+  mask = time_loop.feature_mask(config.block_d, features)
 
   # Walks time against the forward scan; `carry` holds a_{t+1} g_{t+1} in forward order.
   def time_index(step):
-    return _index(step if reverse else time - 1 - step)
+    return index(step if reverse else time - 1 - step)
 
   def previous(t):  # The forward scan's previous step, whose state h_t was built on.
     return t + 1 if reverse else t - 1
 
-  def load(first, count):
+  def load_chunk(first, count):
     ts = [time_index(first + i) for i in range(count)]
-    return ([_load(a_ref.at[t], mask) for t in ts], [_load(dh_ref.at[t], mask) for t in ts],
-            [_load(h_ref.at[previous(t)], mask) for t in ts])
+    return ([load(a_ref.at[t], mask) for t in ts], [load(dh_ref.at[t], mask) for t in ts],
+            [load(h_ref.at[previous(t)], mask) for t in ts])
 
   def compute(first, count, loaded, carry):
     for i, a_t, dh_t, h_prev_t in zip(range(count), *loaded):
       t = time_index(first + i)
       g = dh_t + carry
-      _store(db_ref.at[t], g, mask)
-      _store(da_ref.at[t], g * h_prev_t, mask)
+      store(db_ref.at[t], g, mask)
+      store(da_ref.at[t], g * h_prev_t, mask)
       carry = a_t * g
     return carry
 
   # Every step but the forward scan's first reads its previous state from h; that one reads h0.
-  carry = _pipelined(time - 1, config.chunk, load, compute, _load(dh_last_ref, mask))
-  t = time_index(time - 1)
-  g = _load(dh_ref.at[t], mask) + carry
-  _store(db_ref.at[t], g, mask)
-  _store(da_ref.at[t], g * _load(h0_ref, mask), mask)
-  _store(dh0_ref, _load(a_ref.at[t], mask) * g, mask)
-
-
-def _specs(shape, block_d):
-  batch, time, _ = shape
-  del batch
-  sequence = pl.BlockSpec((None, time, block_d), lambda i, j: (i, 0, j))
-  state = pl.BlockSpec((None, block_d), lambda i, j: (i, j))
-  return sequence, state
-
-
-def _call(kernel, name, config, interpret, shape, in_specs, out_specs, out_shape):
-  batch, _, features = shape
-  return pl.pallas_call(
-      kernel,
-      out_shape=out_shape,
-      grid=(batch, pl.cdiv(features, config.block_d)),
-      in_specs=in_specs,
-      out_specs=out_specs,
-      interpret=interpret,
-      compiler_params=plgpu.CompilerParams(
-          num_warps=config.num_warps, num_stages=config.num_stages
-      ),
-      name=name,
+  carry = time_loop.pipelined(
+      time - 1, config.chunk, load_chunk, compute, load(dh_last_ref, mask)
   )
+  t = time_index(time - 1)
+  g = load(dh_ref.at[t], mask) + carry
+  store(db_ref.at[t], g, mask)
+  store(da_ref.at[t], g * load(h0_ref, mask), mask)
+  store(dh0_ref, load(a_ref.at[t], mask) * g, mask)
 
 
 def _forward(a, b, h0, reverse, interpret, config):
-  seq, state = _specs(a.shape, config.block_d)
+  seq, state = time_loop.specs(a.shape[1], config.block_d)
   kernel = functools.partial(
       _forward_kernel, features=a.shape[2], config=config, reverse=reverse
   )
-  return _call(
-      kernel, "linear_scan_forward", config, interpret, a.shape,
+  return time_loop.call(
+      kernel, "linear_scan_forward", config, interpret, a.shape[0], a.shape[2],
       in_specs=[seq, seq, state], out_specs=[seq, state],
       out_shape=[
           jax.ShapeDtypeStruct(a.shape, a.dtype),
@@ -183,12 +110,12 @@ def _forward(a, b, h0, reverse, interpret, config):
 
 
 def _backward(a, h, dh, h0, dh_last, reverse, interpret, config):
-  seq, state = _specs(a.shape, config.block_d)
+  seq, state = time_loop.specs(a.shape[1], config.block_d)
   kernel = functools.partial(
       _backward_kernel, features=a.shape[2], config=config, reverse=reverse
   )
-  return _call(
-      kernel, "linear_scan_backward", config, interpret, a.shape,
+  return time_loop.call(
+      kernel, "linear_scan_backward", config, interpret, a.shape[0], a.shape[2],
       in_specs=[seq, seq, seq, state, state], out_specs=[seq, seq, state],
       out_shape=[
           jax.ShapeDtypeStruct(a.shape, a.dtype),
