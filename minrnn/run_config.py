@@ -24,7 +24,8 @@ _REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def base_config() -> config_dict.ConfigDict:
-  """A config holding `mesh` and the loop's keys under `train` that are not hyper-parameters."""
+  """A config holding `mesh`, the loop's keys under `train` that are not hyper-parameters, and
+  the optimizer's kind (AdamW on matrices unless a config says otherwise)."""
   config = config_dict.ConfigDict()
   # The device mesh; `-1` takes the devices the other axes leave.
   config.mesh = config_dict.ConfigDict(distributed.MESH_DEFAULTS)
@@ -33,6 +34,10 @@ def base_config() -> config_dict.ConfigDict:
   config.train.keep_checkpoints = 3
   config.train.progress_bar = True
   config.train.tensorboard = True
+  # The update rule and what weight decay applies to (see `minrnn.optimizer`); configs that
+  # follow another recipe set their own.
+  config.train.optimizer = "adamw"
+  config.train.weight_decay_on = "matrices"
   return config
 
 
