@@ -11,6 +11,7 @@ so a prompt can be processed in parallel and generation continue step by step.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Mapping
 
 import jax
@@ -96,7 +97,8 @@ class ResidualBlock(nnx.Module):
     cell_kwargs: extra constructor arguments of the cell (e.g. `normalize` for minLSTM).
     conv_kernel_size: taps of the causal depthwise conv before the cell; 0 for no conv.
     mlp_expansion: hidden width of the gated MLP, as a multiple of `features`.
-    dropout: dropout rate on both residual branches (active only when `rngs` is passed).
+    dropout: dropout rate on both residual branches (active only when `rngs` is passed; the
+      same keys reach cells whose `scan` takes `rngs`, such as the SRU with its own dropout).
     implementation: the `minrnn.ops.linear_scan` path for parallel mode (None: the cell's).
     dtype: compute dtype (None: from the inputs); carries stay float32.
     param_dtype: parameter dtype.
@@ -129,6 +131,12 @@ class ResidualBlock(nnx.Module):
   def _drop(self, x: jax.Array, rngs: nnx.Rngs | None) -> jax.Array:
     return self.dropout(x, deterministic=rngs is None, rngs=rngs)
 
+  def _cell_rngs(self, rngs: nnx.Rngs | None) -> dict[str, Any]:
+    """`scan`'s dropout keys for cells that take them (the SRU); other cells have no dropout."""
+    if "rngs" in inspect.signature(self.cell.scan).parameters:
+      return {"rngs": rngs}
+    return {}
+
   def __call__(self, x: jax.Array, state: BlockState | None = None, *,
                rngs: nnx.Rngs | None = None) -> tuple[jax.Array, BlockState]:
     """Parallel mode. x: `(batch, time, features)`; state: None to start fresh.
@@ -142,7 +150,8 @@ class ResidualBlock(nnx.Module):
     window = state["conv"]
     if self.conv is not None:
       h, window = self.conv(h, window)
-    carry, h = self.cell.scan(h, state["cell"], implementation=self.implementation)
+    carry, h = self.cell.scan(h, state["cell"], implementation=self.implementation,
+                              **self._cell_rngs(rngs))
     x = x + self._drop(h.astype(x.dtype), rngs)
     x = x + self._drop(self.mlp(self.mlp_norm(x)).astype(x.dtype), rngs)
     return x, {"conv": window, "cell": carry}

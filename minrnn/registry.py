@@ -2,13 +2,17 @@
 
 A factory is called as `factory(in_features, hidden_features, *, rngs, dtype, param_dtype,
 **cell_kwargs)` and returns a cell with minrnn's interface: `__call__(carry, x)` for one step,
-`scan(x, carry, *, implementation)` for a whole sequence and `initialize_carry(input_shape)`.
+`scan(x, carry, *, implementation)` for a whole sequence (plus `rngs`, dropout keys that the
+blocks pass during training, when the cell has dropout of its own) and
+`initialize_carry(input_shape)`.
 Notebooks add their own cells with `register_cell("mycell", MyCell)` and then train them by
 setting `config.model.cell = "mycell"`.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import Any, Callable
 
 from minrnn import cells
@@ -28,14 +32,33 @@ def register_cell(name: str, factory: CellFactory, *, overwrite: bool = False) -
 
 
 def get_cell(name: str) -> CellFactory:
-  """The factory registered as `name`; a ValueError lists the known names otherwise."""
+  """The factory registered as `name`; a ValueError lists the known names otherwise.
+
+  The factory is returned wrapped: a keyword argument that it does not take (a misspelled
+  `model.cell_kwargs` entry) is a ValueError naming the cell's options.
+  """
   try:
-    return _CELLS[name]
+    factory = _CELLS[name]
   except KeyError:
     raise ValueError(
         f"Unknown cell {name!r}. Registered cells: {sorted(_CELLS)}. Register a new one with "
         "minrnn.registry.register_cell(name, factory)."
     ) from None
+  return functools.partial(_build, name, factory)
+
+
+def _build(name: str, factory: CellFactory, *args, **kwargs):
+  # A class's own __init__: NNX modules' metaclass hides it behind (*args, **kwargs).
+  target = factory.__init__ if isinstance(factory, type) else factory
+  parameters = {k: v for k, v in inspect.signature(target).parameters.items() if k != "self"}
+  # A factory taking **kwargs passes them on; its callee reports what it does not take.
+  if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+    unknown = sorted(set(kwargs) - set(parameters))
+    if unknown:
+      raise ValueError(
+          f"Cell {name!r} has no option {', '.join(map(repr, unknown))} (check "
+          f"model.cell_kwargs). Its options: {', '.join(sorted(parameters))}.")
+  return factory(*args, **kwargs)
 
 
 def cell_names() -> tuple[str, ...]:
