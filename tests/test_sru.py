@@ -341,11 +341,12 @@ def test_training_with_sru_dropout_resumes_exactly(tmp_path):
 
 
 @pytest.mark.gpu
-def test_compiled_layer_bfloat16_matches_float32():
-  cell = SRUCell(64, 64, bidirectional=False, rngs=nnx.Rngs(11))
+@pytest.mark.parametrize("kwargs", [{}, dict(use_tanh=True, has_skip_term=False)])
+def test_compiled_layer_bfloat16_matches_float32(kwargs):
+  cell = SRUCell(64, 64, bidirectional=False, rngs=nnx.Rngs(11), **kwargs)
   x = inputs(13, (4, 200, 64))
   _, y32 = cell.scan(x, implementation="pallas")
-  cell16 = SRUCell(64, 64, dtype=jnp.bfloat16, rngs=nnx.Rngs(11))
+  cell16 = SRUCell(64, 64, dtype=jnp.bfloat16, rngs=nnx.Rngs(11), **kwargs)
   c16, y16 = cell16.scan(x.astype(jnp.bfloat16))
   assert y16.dtype == jnp.bfloat16 and c16.dtype == jnp.float32
   np.testing.assert_allclose(np.asarray(y16, np.float32), y32, rtol=5e-2, atol=5e-2)

@@ -133,7 +133,7 @@ class SRUCell(nnx.RNNCellBase):
     self.out_features = self.directions * hidden_features
     self.has_skip_term = has_skip_term
     self.use_tanh = use_tanh
-    # A fourth matrix projects the highway input when the widths differ.
+    # A fourth matrix projects the highway input when there is one and the widths differ.
     self.num_matrices = 4 if has_skip_term and in_features != self.out_features else 3
     self.projection_size = n_proj if n_proj < min(in_features, self.out_features) else 0
     self.highway_bias = highway_bias
