@@ -214,15 +214,14 @@ def _scan_bwd(gates, reverse, interpret, config, backward_config, residuals, cot
 _scan.defvjp(_scan_fwd, _scan_bwd)
 
 
-def check_inputs(pre, h0, seq_lengths, *, dtypes=None) -> None:
-  """Raises a clear error unless the shapes (and, if given, dtypes) are a gated scan's."""
+def _check(pre, h0, seq_lengths) -> None:
   if pre.ndim != 4:
     raise ValueError(
         "gated_linear_scan: pre must have shape (batch, time, num_inputs, features), got "
         f"{tuple(pre.shape)}. A cell's joint projection (batch, time, n * features) becomes "
         "this with .reshape(batch, time, n, features)."
     )
-  if dtypes is not None and pre.dtype not in dtypes:
+  if pre.dtype not in _SUPPORTED_DTYPES:
     raise TypeError(
         f"gated_linear_scan: pre has dtype {pre.dtype}; the Pallas kernel takes float32 or "
         "bfloat16 pre-activations (it computes in float32). Cast them, e.g. "
@@ -280,14 +279,12 @@ def gated_linear_scan(
     after its last valid step). Gradients flow to `pre` and `h0`, through both outputs.
   """
   pre = jnp.asarray(pre)
-  check_inputs(pre, h0, seq_lengths, dtypes=_SUPPORTED_DTYPES)
+  h0 = None if h0 is None else jnp.asarray(h0)
+  seq_lengths = None if seq_lengths is None else jnp.asarray(seq_lengths)
+  _check(pre, h0, seq_lengths)
   batch, time, num_inputs, features = pre.shape
-  h0 = (
-      jnp.zeros((batch, features), jnp.float32)
-      if h0 is None
-      else jnp.asarray(h0).astype(jnp.float32)
-  )
-  lengths = None if seq_lengths is None else jnp.asarray(seq_lengths).astype(jnp.int32)
+  h0 = jnp.zeros((batch, features), jnp.float32) if h0 is None else h0.astype(jnp.float32)
+  lengths = None if seq_lengths is None else seq_lengths.astype(jnp.int32)
   if interpret is None:
     interpret = config_lib.default_interpret()
   if config is None:

@@ -1,20 +1,24 @@
 """Base classes shared by the cells: linear recurrences and sequential (traditional) cells.
 
 A **linear recurrent cell** computes `h_t = a_t ⊙ h_{t-1} + b_t` where `a_t` and `b_t` depend on
-`x_t` alone. A subclass only says how to get `(a, b)` from `x` (`coefficients`, and optionally the
-more accurate `log_coefficients`); this base gives it both execution modes:
+`x_t` alone. A subclass only says how to get `(a, b)` from `x` (`gates`, an elementwise map from
+its projections, or `coefficients`; optionally the more accurate `log_coefficients`); this base
+gives it both execution modes:
 
 - `__call__(carry, x) -> (carry, y)`: one step, Flax's cell convention, so `flax.nnx.RNN` and
   `flax.nnx.Bidirectional` accept the cell;
 - `scan(x, carry=None, *, seq_lengths=None, reverse=False, implementation=None)`: a whole
   sequence at once through `minrnn.ops.linear_scan`.
 
-The mode is chosen by which method is called, never by the sequence length.
+The mode is chosen by which method is called, never by the sequence length. A cell with `gates`
+can also run `scan(..., implementation="pallas_fused")`, which computes the gates inside the
+Pallas scan kernel (`kernels/linear_scan/fused_gates.py`) so that `a`, `b` never go through
+device memory.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +27,12 @@ from flax.nnx.nn import initializers
 from flax.typing import Dtype, Initializer
 
 from minrnn.ops import check_sequence, flip_sequences, padding_mask
-from minrnn.ops.linear_scan import linear_scan, log_linear_scan, resolve_implementation
+from minrnn.ops.linear_scan import (
+    FUSED_GATE_IMPLEMENTATIONS,
+    linear_scan,
+    log_linear_scan,
+    resolve_implementation,
+)
 
 # Paths that run the scan on (log a, log b); the cells hand them their log-space coefficients.
 LOG_SPACE_IMPLEMENTATIONS = ("log", "heinsen")
@@ -43,9 +52,11 @@ def _check_step_input(x: jax.Array, features: int) -> None:
 class LinearRecurrentCell(nnx.RNNCellBase):
   """`h_t = a_t ⊙ h_{t-1} + b_t` with `(a_t, b_t)` computed from `x_t` by the subclass.
 
-  A subclass sets `num_projections` and implements `coefficients` (and, where it has an
-  accurate log-space form, `log_coefficients`) from `self.projections(x)`: `num_projections`
-  float32 arrays `(..., hidden_features)` that one matmul produces.
+  A subclass sets `num_projections` and says how `(a, b)` follow from `self.projections(x)`:
+  `num_projections` float32 arrays `(..., hidden_features)` that one matmul produces. Either
+  `gates` returns an elementwise map from them to `(a, b)` (then `coefficients` applies it and
+  the `"pallas_fused"` path can compute it inside the scan kernel), or `coefficients` is
+  overridden. Where there is an accurate log-space form, `log_coefficients` gives it.
 
   Args:
     in_features: input width.
@@ -95,9 +106,22 @@ class LinearRecurrentCell(nnx.RNNCellBase):
     """The `num_projections` float32 pre-activations `(..., hidden_features)` of `x`."""
     return jnp.split(self.proj(x).astype(jnp.float32), self.num_projections, axis=-1)
 
+  def gates(self) -> Callable[..., tuple[jax.Array, jax.Array]] | None:
+    """The elementwise map from the `num_projections` pre-activations to `(a, b)`, or None.
+
+    It takes float32 arrays of one shape and returns float32 `(a, b)` of that shape, written
+    with `jax.numpy` so that it can also run (and be differentiated) inside the Pallas kernel
+    of the `"pallas_fused"` path. None (the default) for cells that override `coefficients`.
+    """
+    return None
+
   def coefficients(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     """`(a, b)`, float32 `(..., hidden_features)`, from inputs `x` `(..., in_features)`."""
-    raise NotImplementedError
+    gates = self.gates()
+    if gates is None:
+      raise NotImplementedError(
+          f"{type(self).__name__} must define gates() or override coefficients(x).")
+    return gates(*self.projections(x))
 
   def log_coefficients(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     """`(log a, log b)`; override with a direct log-space form where one exists."""
@@ -159,6 +183,9 @@ class LinearRecurrentCell(nnx.RNNCellBase):
     if carry is None:
       carry = self.initialize_carry((x.shape[0], self.in_features))
     implementation = resolve_implementation(implementation or self.implementation)
+    if implementation in FUSED_GATE_IMPLEMENTATIONS:
+      # The kernel handles padding and reverse itself: no flipping needed.
+      return self._fused_scan(x, carry, seq_lengths, reverse)
     if reverse and seq_lengths is not None:
       # Reversing within each row keeps the padding at the end, where the mask expects it.
       carry, y = self.scan(x=flip_sequences(x, seq_lengths), carry=carry,
@@ -187,6 +214,25 @@ class LinearRecurrentCell(nnx.RNNCellBase):
       h, h_last = linear_scan(a, b, carry, reverse=reverse, implementation=implementation)
     if mask is not None:
       h = jnp.where(mask, h, 0.0)
+    return h_last, h.astype(self._output_dtype(x))
+
+  def _fused_scan(self, x, carry, seq_lengths, reverse):
+    """`scan` on the `"pallas_fused"` path: the gates are computed inside the kernel."""
+    gates = self.gates()
+    if gates is None:
+      raise ValueError(
+          f"{type(self).__name__} has no fused gates (its gates() is None), so it cannot run "
+          "implementation='pallas_fused'. Choose a linear-scan path such as 'pallas' or "
+          "'associative', or give the cell a gates() method.")
+    # Imported on first use, as minrnn.ops does for "pallas": CPU-only users never need Pallas.
+    from kernels.linear_scan import gated_linear_scan
+
+    batch, time, _ = x.shape
+    # The joint projection split by a free reshape (no copies), in its compute dtype: bfloat16
+    # pre-activations stay bfloat16 in memory, and the kernel computes the gates in float32.
+    pre = self.proj(x).reshape(batch, time, self.num_projections, self.hidden_features)
+    h, h_last = gated_linear_scan(
+        pre, carry, gates=gates, seq_lengths=seq_lengths, reverse=reverse)
     return h_last, h.astype(self._output_dtype(x))
 
 

@@ -17,6 +17,12 @@ from minrnn.cells.activations import g, log_g
 from minrnn.cells.base import LinearRecurrentCell
 
 
+def gate_coefficients(k: jax.Array, h_tilde: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """`(a, b) = (1 − σ(k), σ(k) ⊙ g(h̃))` from float32 pre-activations of one shape."""
+  z = jax.nn.sigmoid(k)
+  return 1.0 - z, z * g(h_tilde)
+
+
 class MinGRU(LinearRecurrentCell):
   """minGRU cell. Inputs `(..., in_features)`, states float32 `(..., hidden_features)`.
 
@@ -28,10 +34,8 @@ class MinGRU(LinearRecurrentCell):
 
   num_projections = 2
 
-  def coefficients(self, x):
-    k, h_tilde = self.projections(x)
-    z = jax.nn.sigmoid(k)
-    return 1.0 - z, z * g(h_tilde)
+  def gates(self):
+    return gate_coefficients
 
   def log_coefficients(self, x):
     k, h_tilde = self.projections(x)

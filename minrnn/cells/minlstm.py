@@ -12,10 +12,26 @@ that `f' + i' = 1` and the state's scale does not grow with the sequence length.
     log f' = −softplus(d),   log i' = −softplus(−d),   log b = log i' + log g(h̃).
 """
 
+import functools
+
 import jax
 
 from minrnn.cells.activations import g, log_g
 from minrnn.cells.base import LinearRecurrentCell
+
+
+def gate_coefficients(
+    k_f: jax.Array, k_i: jax.Array, h_tilde: jax.Array, *, normalize: bool = True
+) -> tuple[jax.Array, jax.Array]:
+  """`(a, b) = (f', i' ⊙ g(h̃))` from float32 pre-activations of one shape.
+
+  `f = σ(k_f)`, `i = σ(k_i)`; with `normalize`, `f' = f / (f + i)` and `i' = i / (f + i)`,
+  otherwise `f' = f` and `i' = i`.
+  """
+  f, i = jax.nn.sigmoid(k_f), jax.nn.sigmoid(k_i)
+  if normalize:
+    f, i = f / (f + i), i / (f + i)
+  return f, i * g(h_tilde)
 
 
 class MinLSTM(LinearRecurrentCell):
@@ -37,12 +53,8 @@ class MinLSTM(LinearRecurrentCell):
     self.normalize = normalize
     super().__init__(in_features, hidden_features, **kwargs)
 
-  def coefficients(self, x):
-    k_f, k_i, h_tilde = self.projections(x)
-    f, i = jax.nn.sigmoid(k_f), jax.nn.sigmoid(k_i)
-    if self.normalize:
-      f, i = f / (f + i), i / (f + i)
-    return f, i * g(h_tilde)
+  def gates(self):
+    return functools.partial(gate_coefficients, normalize=self.normalize)
 
   def log_coefficients(self, x):
     k_f, k_i, h_tilde = self.projections(x)

@@ -14,6 +14,10 @@ Execution paths (`implementation=`):
   positivity requirement and larger rounding error on long sequences.
 - `"sequential"`: `jax.lax.scan`, one step at a time.
 - `"pallas"`: the fused GPU kernel in `kernels/linear_scan` (interpreted off GPU, for tests).
+- `"pallas_fused"`: the GPU kernel that also computes the gates from a cell's pre-activations
+  (`kernels/linear_scan/fused_gates.py`). It takes pre-activations, not `(a, b)`, so only a
+  cell's `scan` runs it (`LinearRecurrentCell.scan`, for cells with `gates()`); `linear_scan`
+  rejects it. Opt-in only: not in `DEFAULT_ORDER`.
 
 `implementation=None` takes the first path in `DEFAULT_ORDER` that supports the platform and
 dtypes: the Pallas kernel on GPU, the linear associative scan elsewhere. The choice is made in
@@ -46,6 +50,9 @@ class Implementation:
 
 _IMPLEMENTATIONS: dict[str, Implementation] = {}
 DEFAULT_ORDER = ("pallas", "associative")
+# Paths that compute a cell's gates inside the scan from its pre-activations: valid names for a
+# cell's `scan`, but no `(a, b)` function to register.
+FUSED_GATE_IMPLEMENTATIONS = ("pallas_fused",)
 
 
 def register_implementation(
@@ -67,10 +74,11 @@ def implementations() -> tuple[str, ...]:
 def resolve_implementation(implementation: str | None = None, platform: str | None = None) -> str:
   """The path `linear_scan` would run: `implementation` checked, or the default for `platform`."""
   if implementation is not None:
-    if implementation not in _IMPLEMENTATIONS:
+    if implementation not in _IMPLEMENTATIONS and implementation not in FUSED_GATE_IMPLEMENTATIONS:
       raise ValueError(
           f"Unknown linear-scan implementation {implementation!r}; choose one of "
-          f"{sorted(_IMPLEMENTATIONS)} or None for the platform default."
+          f"{sorted(_IMPLEMENTATIONS)}, a cell's fused-gate path "
+          f"{list(FUSED_GATE_IMPLEMENTATIONS)}, or None for the platform default."
       )
     return implementation
   platform = platform or jax.default_backend()
@@ -78,6 +86,19 @@ def resolve_implementation(implementation: str | None = None, platform: str | No
     if name in _IMPLEMENTATIONS and _IMPLEMENTATIONS[name].supports(platform):
       return name
   return "associative"
+
+
+def _resolve_coefficient_path(implementation: str | None, caller: str) -> str:
+  """`resolve_implementation` for callers that hold `(a, b)`: fused-gate paths are refused."""
+  name = resolve_implementation(implementation)
+  if name in FUSED_GATE_IMPLEMENTATIONS:
+    raise ValueError(
+        f"{caller}: implementation {name!r} computes a cell's gates inside the kernel from its "
+        "pre-activations, so it cannot scan given coefficients (a, b). Run it through a cell "
+        f"with fused gates, e.g. MinGRU(...).scan(x, implementation={name!r}), or pass "
+        "'pallas' here."
+    )
+  return name
 
 
 def _check_inputs(a, b, h0):
@@ -128,7 +149,7 @@ def linear_scan(
     final state `(batch, features)` in float32 (at `t = 0` when `reverse`).
   """
   a, b, h0 = _check_inputs(a, b, h0)
-  name = resolve_implementation(implementation)
+  name = _resolve_coefficient_path(implementation, "linear_scan")
   out_dtype = jnp.result_type(a.dtype, b.dtype)
   h0 = None if h0 is None else h0.astype(jnp.float32)
   h, h_last = _IMPLEMENTATIONS[name].fn(
@@ -152,7 +173,7 @@ def log_linear_scan(
   linear space and takes the log of the result.
   """
   log_a, log_b, log_h0 = _check_inputs(log_a, log_b, log_h0)
-  name = resolve_implementation(implementation)
+  name = _resolve_coefficient_path(implementation, "log_linear_scan")
   out_dtype = jnp.result_type(log_a.dtype, log_b.dtype)
   log_a = log_a.astype(jnp.float32)
   log_b = log_b.astype(jnp.float32)
