@@ -7,7 +7,8 @@
     python scripts/benchmark.py --merge experiments/results/benchmark_*.json
 
 Suites: `scan` (the recurrence alone: the Pallas kernel, `lax.associative_scan`, `lax.scan`),
-`layers` (a minGRU / minLSTM layer, projection + scan, per `implementation=`), `peers` (PyTorch:
+`layers` (a minGRU / minLSTM layer, projection + scan, per `implementation=`, including the
+fused-gate kernel `pallas_fused`), `peers` (PyTorch:
 accelerated-scan, flash-linear-attention's `chunk_hgrn`, mingru-pytorch, cuDNN GRU and LSTM) and
 `tune` (the Pallas kernels over a grid of block shapes). Shapes: B=64 D=256 at every `--T`, and
 the wide case B=8 D=1024 at every `--wide-T`; float32 and bfloat16; forward and forward+backward.
@@ -142,9 +143,11 @@ def _jax_cases(args):
             yield record, build
 
   if "layers" in suites:
-    # The paper's log-space path as the naive baseline, in float32 only (it is slower anyway).
-    layer_impls = {"minGRU": ("pallas", "associative", "log"),
-                   "minLSTM": ("pallas", "associative", "log")}
+    # "pallas_fused" computes the gates inside the scan kernel; "pallas" is the plain kernel
+    # with XLA's gate math around it. The paper's log-space path is the naive baseline, in
+    # float32 only (it is slower anyway).
+    layer_impls = {"minGRU": ("pallas_fused", "pallas", "associative", "log"),
+                   "minLSTM": ("pallas_fused", "pallas", "associative", "log")}
     for op, impls in layer_impls.items():
       for impl in impls:
         for batch, time, features in _shapes(args):
