@@ -52,3 +52,73 @@ def test_bad_cutoffs_are_explained():
     cluster_bounds(100, [10, 200])
   with pytest.raises(ValueError, match="19997"):
     cluster_bounds(100, [50, 10])
+
+
+@pytest.mark.parametrize("chunk_size", [4, 1024])  # 4 does not divide the 15 positions.
+def test_target_log_probs_equal_the_full_log_probs_with_their_gradients(adaptive, chunk_size):
+  module = nnx.clone(adaptive)
+  module.chunk_size = chunk_size
+  h = 3.0 * jax.random.normal(jax.random.key(3), (3, 5, 16))
+  # Targets in every cluster, at their edges too; the weight-0 positions hold the padding id 0.
+  targets = jnp.array([[0, 9, 10, 19, 20], [34, 35, 49, 3, 27], [12, 40, 0, 0, 0]])
+  weights = jnp.ones((3, 5)).at[2, 2:].set(0.0)
+
+  def full(module, h):
+    log_probs = module.log_probs(h)
+    return jnp.take_along_axis(log_probs, targets[..., None], -1)[..., 0], log_probs.max(-1)
+
+  def chunked(module, h):
+    return module.target_log_probs(h, targets, with_max=True)
+
+  def loss(score, module, h):
+    return -jnp.sum(score(module, h)[0] * weights)
+
+  @nnx.jit
+  def values_and_grads(module, h):
+    return ((full(module, h), chunked(module, h)),
+            (nnx.grad(loss, argnums=(1, 2))(full, module, h),
+             nnx.grad(loss, argnums=(1, 2))(chunked, module, h)))
+
+  ((want, want_max), (got, got_max)), (want_grads, got_grads) = values_and_grads(module, h)
+  assert got.shape == (3, 5) and got.dtype == jnp.float32
+  np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(got_max, want_max, rtol=1e-6, atol=1e-6)
+  # The most likely word's score is exactly the maximum (the accuracy metric relies on it).
+  best, best_max = module.target_log_probs(h, jnp.argmax(module.log_probs(h), -1), with_max=True)
+  np.testing.assert_array_equal(best, best_max)
+  assert jnp.all(got <= got_max)
+  flat_want, flat_got = jax.tree.leaves(want_grads), jax.tree.leaves(got_grads)
+  assert len(flat_got) == len(flat_want) == 1 + 4 + 4 + 4 + 2  # h, then every parameter.
+  for w, g in zip(flat_want, flat_got):
+    np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+  assert jnp.abs(got_grads[1][2, 2:]).max() == 0  # Weight-0 positions get no gradient.
+
+
+def test_target_log_probs_memory_does_not_grow_with_positions_times_vocab():
+  # Compiled only (no run): the backward pass of the chunked loss holds chunk x vocab floats,
+  # the full log-probabilities (positions, vocab) and their gradient several times that.
+  vocab, positions = 5000, 1024
+  module = AdaptiveEmbedding(vocab, 16, cutoffs=(500, 1000, 2000), chunk_size=64,
+                             rngs=nnx.Rngs(0))
+  graphdef, params = nnx.split(module)
+  h = jax.ShapeDtypeStruct((positions, 16), jnp.float32)
+  targets = jax.ShapeDtypeStruct((positions,), jnp.int32)
+
+  def temp_bytes(loss):
+    fn = jax.jit(jax.grad(lambda p, h, t: loss(nnx.merge(graphdef, p), h, t), argnums=(0, 1)))
+    return fn.lower(params, h, targets).compile().memory_analysis().temp_size_in_bytes
+
+  full_scores = positions * vocab * 4
+  chunked = temp_bytes(lambda m, h, t: -m.target_log_probs(h, t).sum())
+  full = temp_bytes(lambda m, h, t: -jnp.take_along_axis(m.log_probs(h), t[:, None], -1).sum())
+  assert full > full_scores
+  assert chunked < full_scores / 4
+
+
+def test_bad_target_log_probs_arguments_are_explained(adaptive):
+  with pytest.raises(ValueError, match=r"targets of its leading shape"):
+    adaptive.target_log_probs(jnp.zeros((2, 3, 16)), jnp.zeros((2, 4), jnp.int32))
+  with pytest.raises(ValueError, match="integer ids"):
+    adaptive.target_log_probs(jnp.zeros((2, 16)), jnp.zeros((2,)))
+  with pytest.raises(ValueError, match="chunk_size must be a positive"):
+    AdaptiveEmbedding(50, 16, cutoffs=(10,), chunk_size=0, rngs=nnx.Rngs(0))
