@@ -149,6 +149,5 @@ def build_model(model: Any, vocab_size: int, seed: int) -> LanguageModel | Trans
       tie_embeddings=model.tie_embeddings,
       implementation=model.implementation,
       dtype=dtype_from_name(model.dtype),
-      # A default stream: cells that keep keys of their own (the SRU's dropout) find them.
       rngs=nnx.Rngs(seed),
   )
