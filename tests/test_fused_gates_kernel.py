@@ -175,6 +175,21 @@ def test_compiled_default_blocks_at_benchmark_width(kind, dtype):
   _check_case(kind, (3, 1000, 300), dtype, (1000, 777, 1), False, False, seed=4)
 
 
+@pytest.mark.parametrize("kind", ["mingru", "minlstm"])
+def test_kernels_lower_for_gpu_on_any_machine(kind):
+  # Pallas' Triton lowering runs when the program is lowered for CUDA, which needs no GPU: a gate
+  # op that Triton cannot express fails here (compiling to GPU code still needs the device).
+  pre = jnp.ones((2, 40, NUM_INPUTS[kind], 48), jnp.bfloat16)
+
+  def fwd_bwd(pre, lengths):
+    out, vjp = jax.vjp(lambda pre: gated_linear_scan(
+        pre, gates=GATES[kind], seq_lengths=lengths, reverse=True, interpret=False), pre)
+    return vjp(out)
+
+  lowered = jax.jit(fwd_bwd).trace(pre, jnp.array([40, 7])).lower(lowering_platforms=("cuda",))
+  assert lowered.as_text().count("xla.gpu.triton") == 2  # The forward and backward kernels.
+
+
 CELLS = {
     "mingru": lambda **kw: MinGRU(3, 5, rngs=nnx.Rngs(0), **kw),
     "minlstm": lambda **kw: MinLSTM(3, 5, rngs=nnx.Rngs(0), **kw),
