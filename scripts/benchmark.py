@@ -4,6 +4,7 @@
     python scripts/benchmark.py --quick --name quick     # T in {512, 4096}, float32, no wide case
     python scripts/benchmark.py --suites scan --T 512,4096 --dtypes float32 --name scan
     python scripts/benchmark.py --suites tune --name tune  # block-shape sweep of the kernels
+    python scripts/benchmark.py --suites tune --tune-kernels minGRU,minLSTM --name tune_fused
     python scripts/benchmark.py --merge experiments/results/benchmark_*.json
 
 Suites: `scan` (the recurrence alone: the Pallas kernel, `lax.associative_scan`, `lax.scan`),
@@ -187,7 +188,12 @@ def _jax_cases(args):
               yield record, build
 
   if "tune" in suites:
-    yield from _tune_cases(scan_inputs)
+    kernels = args.tune_kernels.split(",")
+    if "scan" in kernels:
+      yield from _tune_cases(scan_inputs)
+    for op in ("minGRU", "minLSTM"):
+      if op in kernels:
+        yield from _tune_fused_cases(op)
 
 
 def _tune_configs():
@@ -229,6 +235,52 @@ def _tune_cases(scan_inputs):
                                              * shape[2])
           arg_sets = lambda: [scan_inputs(shape, dtype, s) for s in range(sets)]
           return fn, [jax.ShapeDtypeStruct(shape, dtype)] * 3, arg_sets
+
+        yield record, build
+
+
+def _tune_fused_cases(op):
+  """The fused-gate kernels of `op`'s gates over the block-shape grid; inputs (pre, h, dh)."""
+  import functools
+
+  import jax
+  import jax.numpy as jnp
+
+  from kernels.linear_scan import fused_gates
+  from minrnn.cells import mingru, minlstm
+
+  gates, num_inputs = ((mingru.gate_coefficients, 2) if op == "minGRU"
+                       else (functools.partial(minlstm.gate_coefficients, normalize=True), 3))
+
+  def inputs(shape, dtype, seed):
+    kp, kh, kd = jax.random.split(jax.random.key(seed), 3)
+    batch, time, features = shape
+    pre = jax.random.normal(kp, (batch, time, num_inputs, features), jnp.float32).astype(dtype)
+    h = jax.random.normal(kh, shape, jnp.float32).astype(dtype)
+    return pre, h, jax.random.normal(kd, shape, jnp.float32).astype(dtype)
+
+  for batch, time, features, dtype in TUNE_SHAPES:
+    shape = (batch, time, features)
+    for config in _tune_configs():
+      for kernel in ("forward", "backward"):
+        record = benchmarking.Record("tune", f"{op}-fused-{kernel}-kernel", _config_name(config),
+                                     "jax", "fwd" if kernel == "forward" else "bwd", dtype,
+                                     batch, time, features)
+
+        def build(kernel=kernel, shape=shape, dtype=dtype, config=config):
+          zeros = lambda h: jnp.zeros((h.shape[0], h.shape[2]), jnp.float32)
+          if kernel == "forward":
+            fn = jax.jit(lambda pre, h, dh: fused_gates._forward(
+                pre, zeros(h), None, gates, False, False, config))
+          else:
+            fn = jax.jit(lambda pre, h, dh: fused_gates._backward(
+                pre, h, dh, zeros(h), zeros(h), None, gates, False, False, config))
+          sets = benchmarking.num_input_sets((num_inputs + 2) * jnp.dtype(dtype).itemsize
+                                             * shape[0] * shape[1] * shape[2])
+          arg_sets = lambda: [inputs(shape, dtype, s) for s in range(sets)]
+          abstract = [jax.ShapeDtypeStruct(shape[:2] + (num_inputs, shape[2]), dtype),
+                      jax.ShapeDtypeStruct(shape, dtype), jax.ShapeDtypeStruct(shape, dtype)]
+          return fn, abstract, arg_sets
 
         yield record, build
 
@@ -440,7 +492,7 @@ def _child_command(args, group, jsonl):
   forward = ["--suites", args.suites, "--T", args.T, "--wide-T", args.wide_T,
              "--dtypes", args.dtypes, "--modes", args.modes,
              "--sequential-max-t", str(args.sequential_max_t),
-             "--cudnn-max-t", str(args.cudnn_max_t),
+             "--cudnn-max-t", str(args.cudnn_max_t), "--tune-kernels", args.tune_kernels,
              "--compile-threads", str(args.compile_threads), "--deadline", str(args.deadline)]
   return [sys.executable, __file__, "--child", group, "--jsonl", jsonl, *forward]
 
@@ -540,6 +592,9 @@ def main(argv=None):
   parser.add_argument("--suites", default="scan,layers,peers",
                       help="comma list of scan, layers, peers, tune")
   parser.add_argument("--peers", default=",".join(PEERS), help="comma list of " + ", ".join(PEERS))
+  parser.add_argument("--tune-kernels", default="scan",
+                      help="comma list of kernels the tune suite sweeps: scan (the plain "
+                      "kernels), minGRU, minLSTM (their fused-gate kernels)")
   parser.add_argument("--T", default="512,1024,2048,4096,16384",
                       help="sequence lengths for B=64 D=256")
   parser.add_argument("--wide-T", default="4096", help="sequence lengths for B=8 D=1024")
