@@ -14,6 +14,8 @@ gradient of the loss with respect to `h_t` through all later states,
   db_t = g_t,   da_t = g_t h_{t-1}   (h_{-1} = h0),   dh0 = a_0 g_0,
 
 mirrored in time when `reverse`. It reads `a`, `dh`, `h` and writes `da`, `db`: five arrays.
+
+The tiling and the pipelined time loop are shared with the fused-gate kernels (`time_loop.py`).
 """
 
 from __future__ import annotations
