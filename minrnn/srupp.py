@@ -9,7 +9,9 @@ Attention sits in every `attention_every`-th layer (counting from 1); the others
 low-rank projection. The model state, carried from one segment to the next, is each layer's SRU
 state and attention memory. Like `minrnn.models.LanguageModel`, `__call__(tokens, state, *,
 rngs)` returns `(scores, state)`; with the adaptive softmax the scores are log-probabilities
-(normalised, so a softmax cross-entropy on them is the model's loss).
+(normalised, so a softmax cross-entropy on them is the model's loss). The training loop
+prefers `target_log_probs(tokens, targets, state, *, rngs)`, which scores only the targets:
+with the adaptive softmax the `(batch, time, vocab)` log-probabilities never exist at once.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
+import optax
 from flax import nnx
 from flax.typing import Dtype
 
-from minrnn.adaptive import AdaptiveEmbedding
+from minrnn.adaptive import DEFAULT_CHUNK_SIZE, AdaptiveEmbedding
 from minrnn.cells.srupp import LayerState, SRUppLayer
 
 
@@ -40,6 +43,8 @@ class SRUppLanguageModel(nnx.Module):
     adaptive_cutoffs: if given, adaptive input + tied adaptive softmax with these cutoffs.
     div_val: adaptive embedding width divisor.
     embed_features: adaptive head-cluster embedding width (None: features).
+    softmax_chunk_size: positions the adaptive softmax scores at once in `target_log_probs`
+      (see `AdaptiveEmbedding`).
     implementation: SRU recurrence path (None: the platform's).
     dtype, param_dtype: compute and parameter dtypes; scores and states are float32.
     rngs: parameter keys.
@@ -50,6 +55,7 @@ class SRUppLanguageModel(nnx.Module):
                attn_dropout: float = 0.0, highway_bias: float = -2.0, output: str = "linear",
                adaptive_cutoffs: Sequence[int] | None = None, div_val: int = 4,
                embed_features: int | None = None,
+               softmax_chunk_size: int = DEFAULT_CHUNK_SIZE,
                implementation: str | None = None, dtype: Dtype | None = None,
                param_dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
     if attention_every < 1:
@@ -60,7 +66,7 @@ class SRUppLanguageModel(nnx.Module):
     common = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     self.adaptive = (None if adaptive_cutoffs is None else AdaptiveEmbedding(
         vocab_size, features, cutoffs=adaptive_cutoffs, div_val=div_val,
-        embed_features=embed_features, **common))
+        embed_features=embed_features, chunk_size=softmax_chunk_size, **common))
     self.embed = (nnx.Embed(vocab_size, features,
                             embedding_init=nnx.initializers.normal(stddev=0.02), **common)
                   if self.adaptive is None else None)
@@ -85,6 +91,35 @@ class SRUppLanguageModel(nnx.Module):
 
     Dropout is active only when `rngs` (stream `dropout`) is given.
     """
+    x, new_state = self._hidden(tokens, state, rngs)
+    if self.adaptive is not None:
+      return self.adaptive.log_probs(x), new_state
+    scores = self.head(x) if self.head is not None else self.embed.attend(x)
+    return scores.astype(jnp.float32), new_state
+
+  def target_log_probs(self, tokens: jax.Array, targets: jax.Array,
+                       state: list[LayerState] | None = None, *, rngs: nnx.Rngs | None = None
+                       ) -> tuple[jax.Array, jax.Array, list[LayerState]]:
+    """The training loop's scores: tokens and targets int `(batch, time)` -> `(log_probs,
+    top, state)`, log_probs float32 `(batch, time)` = log p(target), top bool `(batch, time)`
+    whether the target is a most likely token (accuracy). `state` and `rngs` as in `__call__`.
+
+    With the adaptive softmax the positions are scored in chunks (`softmax_chunk_size`), so the
+    `(batch, time, vocab)` log-probabilities are never built, in the forward or the backward
+    pass; otherwise they come from the full scores.
+    """
+    if self.adaptive is None:
+      scores, new_state = self(tokens, state, rngs=rngs)
+      log_probs = -optax.softmax_cross_entropy_with_integer_labels(scores, targets)
+      return log_probs, jnp.argmax(scores, -1) == targets, new_state
+    x, new_state = self._hidden(tokens, state, rngs)
+    log_probs, best = self.adaptive.target_log_probs(x, targets, with_max=True)
+    return log_probs, log_probs >= best, new_state
+
+  def _hidden(self, tokens: jax.Array, state: list[LayerState] | None,
+              rngs: nnx.Rngs | None) -> tuple[jax.Array, list[LayerState]]:
+    """tokens int `(batch, time)` -> the last layer's output `(batch, time, features)` after
+    dropout, and the new state."""
     if tokens.ndim != 2 or not jnp.issubdtype(tokens.dtype, jnp.integer):
       raise ValueError(f"tokens must be integer ids of shape (batch, time), got {tokens.dtype} "
                        f"{tuple(tokens.shape)}.")
@@ -97,12 +132,7 @@ class SRUppLanguageModel(nnx.Module):
     for layer, layer_state in zip(self.layers, state):
       x, layer_state = layer(x, layer_state, rngs=rngs)
       new_state.append(layer_state)
-    x = self.dropout(x, deterministic=deterministic, rngs=rngs)
-    if self.adaptive is not None:
-      return self.adaptive.log_probs(x), new_state
-    scores = self.head(x) if self.head is not None else self.embed.attend(x)
-    return scores.astype(jnp.float32), new_state
-
+    return self.dropout(x, deterministic=deterministic, rngs=rngs), new_state
 
   def step(self, state: list[LayerState], tokens: jax.Array
            ) -> tuple[list[LayerState], jax.Array]:
@@ -125,5 +155,7 @@ def build_srupp_model(model: Any, vocab_size: int, seed: int,
       memory_length=model.memory_length, dropout=model.dropout,
       attn_dropout=model.attn_dropout, highway_bias=model.highway_bias, output=model.output,
       adaptive_cutoffs=None if cutoffs is None else tuple(cutoffs), div_val=model.div_val,
-      embed_features=model.embed_features, implementation=model.implementation, dtype=dtype,
+      embed_features=model.embed_features,
+      softmax_chunk_size=model.get("softmax_chunk_size", DEFAULT_CHUNK_SIZE),
+      implementation=model.implementation, dtype=dtype,
       rngs=nnx.Rngs(seed))

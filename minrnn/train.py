@@ -18,7 +18,10 @@ object (`minrnn.rl.task.DecisionTask` is one): `build_model(model_config, seed)`
 model, `loss(model, batch, rngs)` is the training loss, `eval_sums(model, batch)` returns summed
 evaluation statistics that `eval_metrics(totals)` turns into metrics (with a `loss`), and
 `final_evaluation(model)` (e.g. environment rollouts) runs once at the end; its result is stored
-under `final_evaluation` in `final_eval.json`. Without them the task is a token LM task.
+under `final_evaluation` in `final_eval.json`. Without them the task is a token LM task,
+scored through `target_log_probs`: a model may score only the targets itself (SRU++'s adaptive
+softmax does, so WikiText-103's `(batch, time, 267735)` scores are never built), else its
+full scores are used.
 
 Long-context language modelling (`minrnn.data.segments.SegmentStream`, a task with
 `carries_state = True`) trains by truncated backpropagation through time: each batch is the next
@@ -154,11 +157,21 @@ def _jit(step, shardings: distributed.TrainShardings | None, layout, *, batch_ar
   return run
 
 
-def weighted_cross_entropy(logits: jax.Array, targets: jax.Array,
-                           weights: jax.Array) -> jax.Array:
-  """Mean cross-entropy (nats) over positions with weight > 0. logits float32 `(B, T, V)`."""
-  losses = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
-  return jnp.sum(losses * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+def target_log_probs(model: nnx.Module, inputs: jax.Array, targets: jax.Array,
+                     model_state: Any, rngs: nnx.Rngs | None = None
+                     ) -> tuple[jax.Array, jax.Array, Any]:
+  """`(log_probs, top, model_state)` of a language model on one batch: log p(target) float32
+  `(B, T)`, whether the target is a most likely token bool `(B, T)`, and the state after it.
+
+  Models with a vocabulary too large for full scores (the adaptive softmax of SRU++ on
+  WikiText-103) provide `target_log_probs(inputs, targets, state, *, rngs)` and never build
+  the `(B, T, vocab)` scores; the others' scores `model(inputs, state, rngs=rngs)` are used.
+  """
+  if hasattr(model, "target_log_probs"):
+    return model.target_log_probs(inputs, targets, model_state, rngs=rngs)
+  logits, new_state = model(inputs, model_state, rngs=rngs)
+  log_probs = -optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+  return log_probs, jnp.argmax(logits, -1) == targets, new_state
 
 
 def make_train_step(state: TrainState, task_loss=None):
@@ -167,9 +180,10 @@ def make_train_step(state: TrainState, task_loss=None):
 
   `model_state` is the model's state after the previous segment for tasks that carry it (one
   segment of truncated backpropagation through time; the returned state has its gradient
-  stopped), else None and None comes back. The loss is next-token cross-entropy, or
-  `task_loss(model, batch, rngs)` for tasks that bring their own (they carry no state). On a
-  mesh, `model_state` keeps the layout it comes with (see `distributed.carry_shardings`).
+  stopped), else None and None comes back. The loss is next-token cross-entropy (from
+  `target_log_probs`), or `task_loss(model, batch, rngs)` for tasks that bring their own
+  (they carry no state). On a mesh, `model_state` keeps the layout it comes with (see
+  `distributed.carry_shardings`).
   """
   graphdef, rest, tx = state.graphdef, state.rest, state.tx
 
@@ -179,8 +193,11 @@ def make_train_step(state: TrainState, task_loss=None):
       rngs = nnx.Rngs(dropout=dropout_key)
       if task_loss is not None:
         return task_loss(model, batch, rngs), None
-      logits, new_state = model(batch["inputs"], model_state, rngs=rngs)
-      loss = weighted_cross_entropy(logits, batch["targets"], batch["weights"])
+      log_probs, _, new_state = target_log_probs(model, batch["inputs"], batch["targets"],
+                                                 model_state, rngs)
+      weights = batch["weights"]
+      # Mean cross-entropy (nats) over the positions with weight > 0.
+      loss = -jnp.sum(log_probs * weights) / jnp.maximum(jnp.sum(weights), 1.0)
       return loss, (None if model_state is None else new_state)
 
     (loss, new_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
@@ -205,13 +222,12 @@ def make_eval_step(state: TrainState, task_eval_sums=None):
     model = nnx.merge(graphdef, params, rest)
     if task_eval_sums is not None:
       return task_eval_sums(model, batch), None
-    logits, new_state = model(batch["inputs"], model_state)
+    log_probs, correct, new_state = target_log_probs(model, batch["inputs"], batch["targets"],
+                                                     model_state)
     weights = batch["weights"]
-    losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["targets"])
-    correct = jnp.argmax(logits, -1) == batch["targets"]
     scored_rows = jnp.any(weights > 0, axis=1)
     sums = {
-        "loss": jnp.sum(losses * weights),
+        "loss": -jnp.sum(log_probs * weights),
         "weight": jnp.sum(weights),
         "correct": jnp.sum(correct * weights),
         # A row is right when every scored position is (the selective-copy success metric).

@@ -134,3 +134,19 @@ def test_step_mode_matches_parallel_mode():
   for t in range(T):
     state, scores = step(model, state, tokens[:, t])
     np.testing.assert_allclose(scores, parallel[:, t], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("cutoffs", [(8, 16), None])
+def test_target_log_probs_match_the_full_scores(cutoffs):
+  model = SRUppLanguageModel(30, features=D, num_layers=1, proj_features=4, memory_length=T,
+                             adaptive_cutoffs=cutoffs, softmax_chunk_size=5, rngs=nnx.Rngs(7))
+  tokens = jax.random.randint(jax.random.key(11), (B, T), 0, 30)
+  scores, state = model(tokens)
+  targets = jnp.argmax(scores, -1).at[:, ::2].set(tokens[:, ::2])  # Half of them top words.
+  log_probs, top, target_state = model.target_log_probs(tokens, targets)
+  want = jnp.take_along_axis(jax.nn.log_softmax(scores), targets[..., None], -1)[..., 0]
+  np.testing.assert_allclose(log_probs, want, rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(top, jnp.argmax(scores, -1) == targets)
+  assert top[:, 1::2].all()
+  for got, expected in zip(jax.tree.leaves(target_state), jax.tree.leaves(state)):
+    np.testing.assert_array_equal(got, expected)

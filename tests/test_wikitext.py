@@ -7,10 +7,15 @@ import importlib.util
 import os
 import pathlib
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
+from flax import nnx
 
 from minrnn import train as train_lib
+from minrnn.adaptive import AdaptiveEmbedding
 from minrnn.data import data_dir, wikitext
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -83,12 +88,16 @@ def test_missing_files_are_explained(tmp_path):
     wikitext.load_splits("wikitext103", tmp_path)
 
 
-def test_srupp_with_adaptive_softmax_trains_on_the_fixture(tmp_path):
+def srupp_config(variant):
   spec = importlib.util.spec_from_file_location(
       "wt103", REPO / "configs" / "wikitext103" / "srupp_base.py")
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  config = module.get_config("cpu")
+  return module.get_config(variant)
+
+
+def test_srupp_with_adaptive_softmax_trains_on_the_fixture(tmp_path):
+  config = srupp_config("cpu")
   config.data.dir = str(write_corpus(tmp_path / "data"))
   config.train.num_steps = 30
   config.train.learning_rate = 1e-2
@@ -103,3 +112,42 @@ def test_srupp_with_adaptive_softmax_trains_on_the_fixture(tmp_path):
   # Better than a uniform guess after a few steps, and finite on every split.
   assert valid["perplexity"] < vocab.size
   assert np.isfinite(test["perplexity"])
+
+
+def test_loop_scores_the_adaptive_softmax_like_its_full_log_probs(monkeypatch):
+  # The train and eval steps score targets in chunks (12 positions, not a divisor of the
+  # batch's 2 x 16); loss, gradient and accuracy equal the full log-probabilities' ones.
+  config = srupp_config("cpu")
+  assert config.model.softmax_chunk_size == 12
+  assert srupp_config("paper").model.softmax_chunk_size == 1024
+  vocab_size = 40
+  state = train_lib.create_state(config, vocab_size)
+  shape = (config.data.batch_size, config.data.seq_len)
+  rng = np.random.default_rng(0)
+  batch = {"inputs": rng.integers(0, vocab_size, shape, dtype=np.int32),
+           "targets": rng.integers(0, vocab_size, shape, dtype=np.int32),
+           "weights": np.ones(shape, np.float32)}
+  batch["weights"][1, 9:] = 0.0
+  model_state = train_lib.initial_model_state(state, shape[0])
+
+  def full_loss(model):
+    scores, _ = model(jnp.asarray(batch["inputs"]), model_state)
+    losses = optax.softmax_cross_entropy_with_integer_labels(scores, batch["targets"])
+    return jnp.sum(losses * batch["weights"]) / jnp.sum(batch["weights"]), scores
+
+  model = state.model()
+  (loss, scores), grads = nnx.jit(nnx.value_and_grad(full_loss, has_aux=True))(model)
+  correct = (jnp.argmax(scores, -1) == batch["targets"]) * batch["weights"]
+
+  def no_full_scores(self, h):
+    raise AssertionError(f"full log-probabilities {h.shape[:-1]} x vocab built in a step")
+
+  monkeypatch.setattr(AdaptiveEmbedding, "log_probs", no_full_scores)
+  sums, _ = train_lib.make_eval_step(state)(state.params, batch, model_state)
+  np.testing.assert_allclose(sums["loss"] / sums["weight"], loss, rtol=1e-5)
+  assert float(sums["correct"]) == float(correct.sum())
+  _, _, metrics, _ = train_lib.make_train_step(state)(
+      state.params, state.opt_state, batch, jax.random.key(0), model_state)
+  np.testing.assert_allclose(metrics["loss"], loss, rtol=1e-5)
+  np.testing.assert_allclose(metrics["grad_norm"], optax.tree.norm(nnx.state(grads, nnx.Param)),
+                             rtol=1e-4)
