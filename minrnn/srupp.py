@@ -39,6 +39,7 @@ class SRUppLanguageModel(nnx.Module):
     dropout: embedding and output dropout, and each layer's (see `SRUppLayer`).
     attn_dropout: dropout on attention probabilities.
     highway_bias: initial highway bias of every layer.
+    layer_norm: each layer layer-normalises its input (the official `--layer_norm`).
     output: "linear" (own head with bias) or "tied" (transposed embedding).
     adaptive_cutoffs: if given, adaptive input + tied adaptive softmax with these cutoffs.
     div_val: adaptive embedding width divisor.
@@ -52,7 +53,8 @@ class SRUppLanguageModel(nnx.Module):
 
   def __init__(self, vocab_size: int, *, features: int, num_layers: int, proj_features: int,
                attention_every: int = 1, memory_length: int = 0, dropout: float = 0.0,
-               attn_dropout: float = 0.0, highway_bias: float = -2.0, output: str = "linear",
+               attn_dropout: float = 0.0, highway_bias: float = -2.0, layer_norm: bool = False,
+               output: str = "linear",
                adaptive_cutoffs: Sequence[int] | None = None, div_val: int = 4,
                embed_features: int | None = None,
                softmax_chunk_size: int = DEFAULT_CHUNK_SIZE,
@@ -75,7 +77,7 @@ class SRUppLanguageModel(nnx.Module):
                    attention=(i + 1) % attention_every == 0,
                    memory_length=memory_length if (i + 1) % attention_every == 0 else 0,
                    dropout=dropout, attn_dropout=attn_dropout, highway_bias=highway_bias,
-                   highway_dropout=i + 1 < num_layers,
+                   highway_dropout=i + 1 < num_layers, layer_norm=layer_norm,
                    implementation=implementation, **common)
         for i in range(num_layers)])
     self.head = (nnx.Linear(features, vocab_size, **common)
@@ -153,9 +155,10 @@ def build_srupp_model(model: Any, vocab_size: int, seed: int,
       vocab_size, features=model.features, num_layers=model.num_layers,
       proj_features=model.proj_features, attention_every=model.attention_every,
       memory_length=model.memory_length, dropout=model.dropout,
-      attn_dropout=model.attn_dropout, highway_bias=model.highway_bias, output=model.output,
+      attn_dropout=model.attn_dropout, highway_bias=model.highway_bias,
+      layer_norm=model.layer_norm, output=model.output,
       adaptive_cutoffs=None if cutoffs is None else tuple(cutoffs), div_val=model.div_val,
       embed_features=model.embed_features,
-      softmax_chunk_size=model.get("softmax_chunk_size", DEFAULT_CHUNK_SIZE),
+      softmax_chunk_size=model.softmax_chunk_size,
       implementation=model.implementation, dtype=dtype,
       rngs=nnx.Rngs(seed))

@@ -150,3 +150,21 @@ def test_target_log_probs_match_the_full_scores(cutoffs):
   assert top[:, 1::2].all()
   for got, expected in zip(jax.tree.leaves(target_state), jax.tree.leaves(state)):
     np.testing.assert_array_equal(got, expected)
+
+
+def test_layer_norm_feeds_the_attention_normalised_inputs_and_keeps_raw_memory():
+  # With r ≈ 1 (highway bias +30) the output is c, which depends on x only through U; with
+  # layer_norm, U reads LayerNorm(x), so scaling x changes nothing. The memory stays raw.
+  def layer(layer_norm):
+    module = SRUppLayer(D, D, proj_features=4, memory_length=3, highway_bias=30.0,
+                        layer_norm=layer_norm, rngs=nnx.Rngs(7))
+    module.transform.alpha[...] = jnp.ones(())
+    return module
+
+  x = _x(8)
+  normed = layer(True)
+  h, state = normed(x)
+  np.testing.assert_allclose(normed(3.0 * x)[0], h, rtol=1e-4, atol=1e-5)
+  np.testing.assert_array_equal(state["memory"], x[:, -3:])
+  plain = layer(False)
+  assert jnp.abs(plain(3.0 * x)[0] - plain(x)[0]).max() > 1e-2

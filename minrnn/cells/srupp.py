@@ -12,7 +12,11 @@ as an SRU with a low-rank projection. Layers without attention use `U = W_o Laye
 For long-context language modelling the keys and values also cover the previous segment's
 inputs (the attention memory), as in Transformer-XL; the memory is part of the layer state,
 with a mask that hides memory slots holding nothing yet (the start of a stream).
-The layout follows the official `sru` package (2.6, `SRUppAttention`, `SRUppCell`).
+With `layer_norm` each layer first layer-normalises its input, as the official runs do
+(`--layer_norm`): attention and projection read `LayerNorm(x)`, while the highway term and the
+memory keep the raw `x`, as in the official code (so memory keys come from raw earlier inputs).
+The layout follows the official `sru` package (3.0.0.dev6, `SRUpp`, `SRUppAttention`,
+`SRUppCell`).
 """
 
 from __future__ import annotations
@@ -141,6 +145,8 @@ class SRUppLayer(nnx.Module):
       `highway_dropout`) a per-sequence mask on `r⊙(c − x')` as in SRU.
     highway_dropout: apply that mask (the official SRU++ does in every layer but the last).
     attn_dropout: dropout on the attention probabilities.
+    layer_norm: layer-normalise the input before the attention / projection (see the module
+      docstring).
     highway_bias: initial `b_r` (the official SRU++ uses -2: layers start near the identity).
     implementation: SRU recurrence path, `"pallas"`, `"sequential"` or None (platform).
     dtype, param_dtype: compute and parameter dtypes; the state is float32.
@@ -150,7 +156,8 @@ class SRUppLayer(nnx.Module):
   def __init__(self, in_features: int, hidden_features: int, *, proj_features: int,
                attention: bool = True, memory_length: int = 0, dropout: float = 0.0,
                attn_dropout: float = 0.0, highway_bias: float = -2.0,
-               highway_dropout: bool = True, implementation: str | None = None, dtype: Dtype | None = None,
+               highway_dropout: bool = True, layer_norm: bool = False,
+               implementation: str | None = None, dtype: Dtype | None = None,
                param_dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
     if memory_length < 0:
       raise ValueError(f"memory_length must be >= 0, got {memory_length}.")
@@ -170,6 +177,8 @@ class SRUppLayer(nnx.Module):
         SRUppAttention(in_features, out, proj_features, dropout=dropout,
                        attn_dropout=attn_dropout, **common) if attention
         else SRUppProjection(in_features, out, proj_features, dropout=dropout, **common))
+    self.input_norm = (nnx.LayerNorm(in_features, dtype=dtype, param_dtype=param_dtype,
+                                     rngs=rngs) if layer_norm else None)
     self.weight_c = nnx.Param(_weight_c_init(rngs.params(), (1, 2, hidden_features),
                                              param_dtype))
     self.bias = nnx.Param(
@@ -204,10 +213,11 @@ class SRUppLayer(nnx.Module):
     if state is None:
       state = self.initialize_state(batch)
     dtype = self.dtype or x.dtype
+    x_in = self.input_norm(x) if self.input_norm is not None else x
     if self.attention:
-      u = self.transform(x, state["memory"], state["memory_mask"], rngs=rngs)
+      u = self.transform(x_in, state["memory"], state["memory_mask"], rngs=rngs)
     else:
-      u = self.transform(x, rngs=rngs)
+      u = self.transform(x_in, rngs=rngs)
     u = u.reshape(batch, num_steps, 1, self.num_matrices, self.hidden_features)
     x_seq = x.astype(dtype)[:, :, None] if self.num_matrices == 3 else None
     h, c = sru_recurrence(u, x_seq, self.weight_c[...], self.bias[...],
