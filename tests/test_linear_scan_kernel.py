@@ -178,3 +178,17 @@ def test_bad_inputs_raise_clear_errors():
     linear_scan(a.astype(jnp.int32), a, interpret=True)
   with pytest.raises(ValueError, match="time axis is empty"):
     linear_scan(a[:, :0], a[:, :0], interpret=True)
+
+
+def test_kernels_lower_for_gpu_on_any_machine():
+  # Pallas' Triton lowering runs when the program is lowered for CUDA, which needs no GPU.
+  a = jnp.full((2, 40, 48), 0.5, jnp.bfloat16)
+
+  def fwd_bwd(a, b, h0):
+    out, vjp = jax.vjp(lambda a, b, h0: linear_scan(
+        a, b, h0, reverse=True, interpret=False), a, b, h0)
+    return vjp(out)
+
+  lowered = jax.jit(fwd_bwd).trace(a, a, jnp.zeros((2, 48))).lower(
+      lowering_platforms=("cuda",))
+  assert lowered.as_text().count("xla.gpu.triton") == 2  # The forward and backward kernels.

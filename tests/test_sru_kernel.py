@@ -192,3 +192,22 @@ def test_compiled_kernel_matches_reference(directions, k, reverse, use_tanh, has
       np.testing.assert_allclose(
           np.asarray(grads[name], np.float32), np.asarray(grads_ref[name], np.float32),
           rtol=tol, atol=tol * scale, err_msg=name)
+
+
+@pytest.mark.parametrize("k,use_tanh,has_skip_term", [(3, False, True), (4, True, True),
+                                                      (3, True, False)])
+def test_kernels_lower_for_gpu_on_any_machine(k, use_tanh, has_skip_term):
+  # Pallas' Triton lowering runs when the program is lowered for CUDA, which needs no GPU: an op
+  # in the kernels that Triton cannot express fails here (compiling to GPU code needs the device).
+  inputs = make_inputs(2, 40, 2, k, 48, dtype=jnp.bfloat16, has_skip_term=has_skip_term)
+
+  def fwd_bwd(inputs, lengths):
+    def run(inputs):
+      return sru_recurrence(**inputs, seq_lengths=lengths, use_tanh=use_tanh,
+                            has_skip_term=has_skip_term, implementation="pallas",
+                            interpret=False)
+    out, vjp = jax.vjp(run, inputs)
+    return vjp(out)
+
+  lowered = jax.jit(fwd_bwd).trace(inputs, jnp.array([40, 7])).lower(lowering_platforms=("cuda",))
+  assert lowered.as_text().count("xla.gpu.triton") == 2  # The forward and backward kernels.
