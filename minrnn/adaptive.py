@@ -18,6 +18,8 @@ import jax.numpy as jnp
 from flax import nnx
 from flax.typing import Dtype
 
+from minrnn.chunked_softmax import check_chunk_size, map_chunks
+
 
 # Positions scored at once by `AdaptiveEmbedding.target_log_probs`.
 DEFAULT_CHUNK_SIZE = 1024
@@ -56,8 +58,7 @@ class AdaptiveEmbedding(nnx.Module):
                div_val: int = 4, embed_features: int | None = None,
                chunk_size: int = DEFAULT_CHUNK_SIZE, dtype: Dtype | None = None,
                param_dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
-    if chunk_size < 1:
-      raise ValueError(f"chunk_size must be a positive number of positions, got {chunk_size}.")
+    check_chunk_size(chunk_size)
     self.bounds = cluster_bounds(vocab_size, cutoffs)
     self.chunk_size = chunk_size
     self.vocab_size = vocab_size
@@ -127,7 +128,7 @@ class AdaptiveEmbedding(nnx.Module):
     """log p(target) without the `(..., vocab_size)` tensor: equal to
     `log_probs(h)[..., targets]`, gradients included.
 
-    The positions are flattened and scored `chunk_size` at a time under `jax.checkpoint`, so
+    The positions are scored `chunk_size` at a time (`minrnn.chunked_softmax.map_chunks`), so
     the forward and the backward pass hold O(chunk_size x vocab_size) floats at once, not
     O(positions x vocab_size): each tail cluster's log-softmax is needed only for its
     normaliser and the target's entry.
@@ -143,27 +144,10 @@ class AdaptiveEmbedding(nnx.Module):
     Returns:
       float32 `(...)` log p(target), and with `with_max` the float32 `(...)` maxima.
     """
-    if h.shape[:-1] != targets.shape or h.shape[-1] != self.features:
-      raise ValueError(
-          f"h must be (..., {self.features}) with targets of its leading shape (...), got h "
-          f"{tuple(h.shape)} and targets {tuple(targets.shape)}.")
-    if not jnp.issubdtype(targets.dtype, jnp.integer):
-      raise ValueError(f"targets must be integer ids, got {targets.dtype}.")
-    positions = targets.size
-    chunk = max(1, min(self.chunk_size, positions))
-    num_chunks = -(-positions // chunk)
-    pad = num_chunks * chunk - positions
-    flat_h = jnp.pad(h.reshape(positions, self.features), ((0, pad), (0, 0)))
-    flat_targets = jnp.pad(targets.reshape(positions), (0, pad))
-    # Chunk k holds positions k, k + num_chunks, ...: a chunk takes rows from every part of
-    # the flattened batch, so a batch split over devices keeps each chunk split the same way.
-    chunked_h = flat_h.reshape(chunk, num_chunks, self.features).swapaxes(0, 1)
-    chunked_targets = flat_targets.reshape(chunk, num_chunks).swapaxes(0, 1)
-    # Recomputed in the backward pass: only h and the targets of each chunk are saved.
-    score = jax.checkpoint(self._score_chunk, prevent_cse=False)
-    log_p, best = jax.lax.map(lambda args: score(*args), (chunked_h, chunked_targets))
-    unchunk = lambda x: x.swapaxes(0, 1).reshape(-1)[:positions].reshape(targets.shape)
-    return (unchunk(log_p), unchunk(best)) if with_max else unchunk(log_p)
+    if h.shape[-1] != self.features:
+      raise ValueError(f"h must be (..., {self.features}), got h {tuple(h.shape)}.")
+    log_p, best = map_chunks(h, targets, self._score_chunk, self.chunk_size)
+    return (log_p, best) if with_max else log_p
 
   def _score_chunk(self, h: jax.Array, targets: jax.Array) -> tuple[jax.Array, jax.Array]:
     """h `(chunk, features)`, targets int `(chunk,)` -> float32 `(chunk,)` log p(target) and
