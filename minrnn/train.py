@@ -20,8 +20,8 @@ evaluation statistics that `eval_metrics(totals)` turns into metrics (with a `lo
 `final_evaluation(model)` (e.g. environment rollouts) runs once at the end; its result is stored
 under `final_evaluation` in `final_eval.json`. Without them the task is a token LM task,
 scored through `target_log_probs`: a model may score only the targets itself (SRU++'s adaptive
-softmax does, so WikiText-103's `(batch, time, 267735)` scores are never built), else its
-full scores are used.
+softmax does, and so do the full-softmax models with `model.softmax_chunk_size`, so
+WikiText-103's `(batch, time, 267735)` scores are never built), else its full scores are used.
 
 Long-context language modelling (`minrnn.data.segments.SegmentStream`, a task with
 `carries_state = True`) trains by truncated backpropagation through time: each batch is the next
@@ -163,9 +163,13 @@ def target_log_probs(model: nnx.Module, inputs: jax.Array, targets: jax.Array,
   """`(log_probs, top, model_state)` of a language model on one batch: log p(target) float32
   `(B, T)`, whether the target is a most likely token bool `(B, T)`, and the state after it.
 
-  Models with a vocabulary too large for full scores (the adaptive softmax of SRU++ on
-  WikiText-103) provide `target_log_probs(inputs, targets, state, *, rngs)` and never build
-  the `(B, T, vocab)` scores; the others' scores `model(inputs, state, rngs=rngs)` are used.
+  Every model `build_model` makes provides `target_log_probs(inputs, targets, state, *,
+  rngs)`: SRU++ (`minrnn.srupp`; its adaptive softmax scores only the targets, in chunks),
+  and the full-softmax `LanguageModel` and `TransformerLM`, which score chunks of
+  `model.softmax_chunk_size` positions when it is set (WikiText-103's minGRU) and otherwise
+  the full logits exactly as below. In chunks the `(B, T, vocab)` scores are never built. A
+  model without the method is scored from the full logits of `model(inputs, state,
+  rngs=rngs)`.
   """
   if hasattr(model, "target_log_probs"):
     return model.target_log_probs(inputs, targets, model_state, rngs=rngs)

@@ -18,6 +18,7 @@ from flax import nnx
 from flax.typing import Dtype
 
 from minrnn.blocks import GatedMLP
+from minrnn.chunked_softmax import check_chunk_size, scored_targets
 
 
 def rotary(x: jax.Array, base: float = 10_000.0) -> jax.Array:
@@ -80,6 +81,8 @@ class TransformerLM(nnx.Module):
     mlp_expansion: gated MLP width as a multiple of `features`.
     dropout: dropout rate on both residual branches (active only when `rngs` is passed).
     tie_embeddings: use the transposed embedding as the output head.
+    softmax_chunk_size: positions `target_log_probs` scores at once (None: all, from the full
+      logits); as in `minrnn.models.LanguageModel`.
     dtype: compute dtype (None: float32); logits are float32.
     param_dtype: parameter dtype.
     rngs: parameter initialisation keys.
@@ -87,8 +90,12 @@ class TransformerLM(nnx.Module):
 
   def __init__(self, vocab_size: int, *, features: int, num_layers: int, num_heads: int = 6,
                mlp_expansion: int = 4, dropout: float = 0.0, tie_embeddings: bool = True,
-               dtype: Dtype | None = None, param_dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
+               softmax_chunk_size: int | None = None, dtype: Dtype | None = None,
+               param_dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
+    if softmax_chunk_size is not None:
+      check_chunk_size(softmax_chunk_size, "softmax_chunk_size")
     self.vocab_size = vocab_size
+    self.softmax_chunk_size = softmax_chunk_size
     common = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     self.embed = nnx.Embed(vocab_size, features,
                            embedding_init=nnx.initializers.normal(stddev=0.02), **common)
@@ -107,6 +114,18 @@ class TransformerLM(nnx.Module):
 
     `state` must be None: attention attends within `tokens` only.
     """
+    return self._logits(self._hidden(tokens, state, rngs)), None
+
+  def target_log_probs(self, tokens: jax.Array, targets: jax.Array, state: None = None, *,
+                       rngs: nnx.Rngs | None = None) -> tuple[jax.Array, jax.Array, None]:
+    """`(log_probs, top, None)` as `minrnn.models.LanguageModel.target_log_probs` computes
+    them, in chunks of `softmax_chunk_size` positions when it is set."""
+    log_probs, top = scored_targets(self._hidden(tokens, state, rngs), targets, self._logits,
+                                    self.softmax_chunk_size)
+    return log_probs, top, None
+
+  def _hidden(self, tokens: jax.Array, state: None, rngs: nnx.Rngs | None) -> jax.Array:
+    """tokens int `(batch, time)` -> the last block's output `(batch, time, features)`."""
     if tokens.ndim != 2 or not jnp.issubdtype(tokens.dtype, jnp.integer):
       raise ValueError(f"tokens must be integer ids of shape (batch, time), got "
                        f"{tokens.dtype} {tuple(tokens.shape)}.")
@@ -116,6 +135,10 @@ class TransformerLM(nnx.Module):
     x = self.embed(tokens)
     for block in self.blocks:
       x = block(x, rngs)
+    return x
+
+  def _logits(self, x: jax.Array) -> jax.Array:
+    """The last block's output `(..., features)` -> float32 logits `(..., vocab)`."""
     x = self.norm(x)
     logits = self.embed.attend(x) if self.head is None else self.head(x)
-    return logits.astype(jnp.float32), None
+    return logits.astype(jnp.float32)

@@ -36,6 +36,7 @@ def residual_model(cell: str, variant: str) -> config_dict.ConfigDict:
   model.dropout = {"paper": 0.22, "gpu": 0.1, "cpu": 0.0}[variant]  # [srupp]
   model.tie_embeddings = False  # [srupp] untied output layer
   model.implementation = config_dict.placeholder(str)  # None: the platform's fastest.
+  model.softmax_chunk_size = config_dict.placeholder(int)  # None: full logits.
   model.dtype = "float32"
   return model
 

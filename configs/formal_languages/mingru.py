@@ -40,6 +40,7 @@ def get_config(variant: str = "paper") -> config_dict.ConfigDict:
   config.model.dropout = 0.0  # [ours] fresh strings every step
   config.model.tie_embeddings = True  # [ours]
   config.model.implementation = config_dict.placeholder(str)  # None: the platform's fastest.
+  config.model.softmax_chunk_size = config_dict.placeholder(int)  # None: full logits.
   config.model.dtype = "float32"
 
   config.train.num_steps = 20_000  # [ours]
