@@ -17,17 +17,16 @@ import jax
 import jax.numpy as jnp
 import optax
 
-# `(chunk, features) -> (chunk, vocab)` scores of every token at each position.
+# An output head: `(..., features) -> (..., vocab)` scores of every token at each position.
 ScoreFn = Callable[[jax.Array], jax.Array]
 # h `(chunk, features)`, targets int `(chunk,)` -> a tuple of `(chunk,)` per-position scores.
 ChunkFn = Callable[[jax.Array, jax.Array], tuple[jax.Array, ...]]
 
 
-def check_chunk_size(chunk_size: int, name: str = "chunk_size") -> int:
-  """`chunk_size`, or a ValueError that names the argument when it is below 1."""
+def check_chunk_size(chunk_size: int, name: str = "chunk_size") -> None:
+  """A ValueError naming the argument when `chunk_size` is below 1."""
   if chunk_size < 1:
     raise ValueError(f"{name} must be a positive number of positions, got {chunk_size}.")
-  return chunk_size
 
 
 def _check_targets(h: jax.Array, targets: jax.Array) -> None:
