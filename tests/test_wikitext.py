@@ -3,7 +3,6 @@ fixture (vocabulary, round trip, memory-mapped cache), and SRU++ with the adapti
 trained on it end to end."""
 
 import collections
-import importlib.util
 import os
 import pathlib
 
@@ -18,6 +17,7 @@ from minrnn import train as train_lib
 from minrnn.adaptive import AdaptiveEmbedding
 from minrnn.data import data_dir, wikitext
 from minrnn.models import LanguageModel
+from minrnn.run_config import load_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -90,11 +90,7 @@ def test_missing_files_are_explained(tmp_path):
 
 
 def srupp_config(variant):
-  spec = importlib.util.spec_from_file_location(
-      "wt103", REPO / "configs" / "wikitext103" / "srupp_base.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(variant)
+  return load_config("configs/wikitext103/srupp_base.py", variant)
 
 
 def test_srupp_with_adaptive_softmax_trains_on_the_fixture(tmp_path):
@@ -115,12 +111,10 @@ def test_srupp_with_adaptive_softmax_trains_on_the_fixture(tmp_path):
   assert np.isfinite(test["perplexity"])
 
 
-def test_loop_scores_the_adaptive_softmax_like_its_full_log_probs(monkeypatch):
-  # The train and eval steps score targets in chunks (12 positions, not a divisor of the
-  # batch's 2 x 16); loss, gradient and accuracy equal the full log-probabilities' ones.
-  config = srupp_config("cpu")
-  assert config.model.softmax_chunk_size == 12
-  assert srupp_config("paper").model.softmax_chunk_size == 1024
+def _assert_loop_scores_like_full_scores(config, forbid_full_scores):
+  """The loop's train and eval steps on one batch (some weights 0) give the loss, accuracy and
+  gradient norm of the model's full scores; `forbid_full_scores()` then makes building full
+  `(B, T, vocab)` scores raise, so the steps must score the targets in chunks."""
   vocab_size = 40
   state = train_lib.create_state(config, vocab_size)
   shape = (config.data.batch_size, config.data.seq_len)
@@ -136,14 +130,10 @@ def test_loop_scores_the_adaptive_softmax_like_its_full_log_probs(monkeypatch):
     losses = optax.softmax_cross_entropy_with_integer_labels(scores, batch["targets"])
     return jnp.sum(losses * batch["weights"]) / jnp.sum(batch["weights"]), scores
 
-  model = state.model()
-  (loss, scores), grads = nnx.jit(nnx.value_and_grad(full_loss, has_aux=True))(model)
+  (loss, scores), grads = nnx.jit(nnx.value_and_grad(full_loss, has_aux=True))(state.model())
   correct = (jnp.argmax(scores, -1) == batch["targets"]) * batch["weights"]
 
-  def no_full_scores(self, h):
-    raise AssertionError(f"full log-probabilities {h.shape[:-1]} x vocab built in a step")
-
-  monkeypatch.setattr(AdaptiveEmbedding, "log_probs", no_full_scores)
+  forbid_full_scores()
   sums, _ = train_lib.make_eval_step(state)(state.params, batch, model_state)
   np.testing.assert_allclose(sums["loss"] / sums["weight"], loss, rtol=1e-5)
   assert float(sums["correct"]) == float(correct.sum())
@@ -154,36 +144,25 @@ def test_loop_scores_the_adaptive_softmax_like_its_full_log_probs(monkeypatch):
                              rtol=1e-4)
 
 
-def test_loop_scores_the_residual_lm_in_chunks_like_its_full_logits(monkeypatch):
-  # minGRU's tied full softmax, scored 12 positions at a time (not a divisor of 2 x 16):
-  # loss, gradient and accuracy equal the full logits' ones.
-  spec = importlib.util.spec_from_file_location(
-      "wt103_mingru", REPO / "configs" / "wikitext103" / "mingru.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config("cpu")
+def test_loop_scores_the_adaptive_softmax_like_its_full_log_probs(monkeypatch):
+  # SRU++'s adaptive softmax, scored 12 positions at a time (not a divisor of 2 x 16).
+  config = srupp_config("cpu")
   assert config.model.softmax_chunk_size == 12
-  assert module.get_config("paper").model.softmax_chunk_size == 1024
-  vocab_size = 40
-  state = train_lib.create_state(config, vocab_size)
-  model = state.model()
-  assert isinstance(model, LanguageModel) and model.softmax_chunk_size == 12
-  shape = (config.data.batch_size, config.data.seq_len)
-  rng = np.random.default_rng(0)
-  batch = {"inputs": rng.integers(0, vocab_size, shape, dtype=np.int32),
-           "targets": rng.integers(0, vocab_size, shape, dtype=np.int32),
-           "weights": np.ones(shape, np.float32)}
-  batch["weights"][1, 9:] = 0.0
-  model_state = train_lib.initial_model_state(state, shape[0])
+  assert srupp_config("paper").model.softmax_chunk_size == 1024
 
-  def full_loss(model):
-    logits, _ = model(jnp.asarray(batch["inputs"]), model_state)
-    losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["targets"])
-    return jnp.sum(losses * batch["weights"]) / jnp.sum(batch["weights"]), logits
+  def no_full_scores(self, h):
+    raise AssertionError(f"full log-probabilities {h.shape[:-1]} x vocab built in a step")
 
-  (loss, logits), grads = nnx.jit(nnx.value_and_grad(full_loss, has_aux=True))(model)
-  correct = (jnp.argmax(logits, -1) == batch["targets"]) * batch["weights"]
+  _assert_loop_scores_like_full_scores(
+      config, lambda: monkeypatch.setattr(AdaptiveEmbedding, "log_probs", no_full_scores))
 
+
+def test_loop_scores_the_residual_lm_in_chunks_like_its_full_logits(monkeypatch):
+  # minGRU's tied full softmax, scored 12 positions at a time.
+  config = load_config("configs/wikitext103/mingru.py", "cpu")
+  assert config.model.softmax_chunk_size == 12
+  assert load_config("configs/wikitext103/mingru.py", "paper").model.softmax_chunk_size == 1024
+  assert train_lib.create_state(config, 40).model().softmax_chunk_size == 12
   head = LanguageModel._logits
 
   def chunk_logits_only(self, x):
@@ -191,12 +170,5 @@ def test_loop_scores_the_residual_lm_in_chunks_like_its_full_logits(monkeypatch)
       raise AssertionError(f"full logits {x.shape[:-1]} x vocab built in a step")
     return head(self, x)
 
-  monkeypatch.setattr(LanguageModel, "_logits", chunk_logits_only)
-  sums, _ = train_lib.make_eval_step(state)(state.params, batch, model_state)
-  np.testing.assert_allclose(sums["loss"] / sums["weight"], loss, rtol=1e-5)
-  assert float(sums["correct"]) == float(correct.sum())
-  _, _, metrics, _ = train_lib.make_train_step(state)(
-      state.params, state.opt_state, batch, jax.random.key(0), model_state)
-  np.testing.assert_allclose(metrics["loss"], loss, rtol=1e-5)
-  np.testing.assert_allclose(metrics["grad_norm"], optax.tree.norm(nnx.state(grads, nnx.Param)),
-                             rtol=1e-4)
+  _assert_loop_scores_like_full_scores(
+      config, lambda: monkeypatch.setattr(LanguageModel, "_logits", chunk_logits_only))
