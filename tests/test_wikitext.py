@@ -19,7 +19,6 @@ from minrnn.data import data_dir, wikitext
 from minrnn.models import LanguageModel
 from minrnn.run_config import load_config
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 
 # The upstream layout: a blank line, ` = Heading = `, a blank line, tokenized text with <unk>
 # and @-@ style number splits; every line starts with a space.
