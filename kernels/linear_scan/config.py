@@ -99,3 +99,77 @@ def block_config(
 def default_interpret() -> bool:
   """Interpret mode unless JAX's default backend is a GPU."""
   return jax.default_backend() != "gpu"
+
+
+# Which kernels `implementation="pallas"` of `minrnn.ops.linear_scan` runs: "triton" (the
+# Triton-lowered kernels, `pallas_triton.py`) or "mosaic" (the Mosaic GPU kernels,
+# `pallas_mosaic.py`). The one switch between them; see NOTES.md for the measurement that decides
+# the default. Set it before the scan is traced, e.g. `config.BACKEND = "mosaic"`.
+BACKEND = "triton"
+BACKENDS = ("triton", "mosaic")
+
+# Shared memory per thread block on Hopper (227 KiB usable of 228 KiB).
+_HOPPER_SMEM_BYTES = 227 * 1024
+# Threads of a Mosaic GPU warpgroup; each owns `block_d / 128` features of a tile.
+_WARPGROUP = 128
+
+
+@dataclasses.dataclass(frozen=True)
+class MosaicConfig:
+  """Tiling of one Mosaic GPU linear-scan kernel launch.
+
+  Each thread block (one warpgroup of 128 threads) owns one batch row and `block_d` features and
+  walks the time axis in tiles of `(chunk, block_d)`: bulk (TMA) copies bring `stages` tiles of
+  every input into shared memory ahead of the one being scanned, and every output tile goes back
+  with a bulk copy from a `stages`-deep staging buffer.
+
+  Attributes:
+    block_d: features per thread block; a multiple of 128 (each thread owns `block_d / 128`).
+    chunk: time steps per tile; the scan of one tile is unrolled.
+    stages: tiles of each array in flight (the pipeline's depth); at least 1.
+  """
+
+  block_d: int
+  chunk: int
+  stages: int
+
+  def __post_init__(self):
+    if self.block_d < 1 or self.block_d % _WARPGROUP:
+      raise ValueError(
+          f"block_d must be a positive multiple of {_WARPGROUP} (one warpgroup), got "
+          f"{self.block_d}."
+      )
+    if self.chunk < 1 or self.stages < 1:
+      raise ValueError(
+          f"chunk and stages must be at least 1, got {self.chunk} and {self.stages}."
+      )
+
+  def smem_bytes(self, tiles: int, itemsize: int) -> int:
+    """Shared memory of a kernel that buffers `tiles` `(chunk, block_d)` tiles per stage."""
+    return self.stages * tiles * self.chunk * self.block_d * itemsize
+
+  def check_smem(self, tiles: int, itemsize: int) -> None:
+    """Raises if `tiles` tiles per stage do not fit in a Hopper thread block's shared memory."""
+    need = self.smem_bytes(tiles, itemsize)
+    if need > _HOPPER_SMEM_BYTES:
+      raise ValueError(
+          f"MosaicConfig {self} needs {need} bytes of shared memory for {tiles} tiles per stage "
+          f"of {itemsize}-byte values; a Hopper thread block has {_HOPPER_SMEM_BYTES}. Lower "
+          "chunk, block_d or stages."
+      )
+
+
+def mosaic_block_config(
+    dtype: jnp.dtype, *, backward: bool = False, interpret: bool = False
+) -> MosaicConfig:
+  """Tiles of the Mosaic GPU kernels for inputs of `dtype` (float32 or bfloat16).
+
+  Not yet tuned on a GPU: 128 features per block gives the most thread blocks (64 x 256 -> 128,
+  about one per H100 SM); chunk and stages keep two tiles of every input in flight while one is
+  scanned, within shared memory (forward 3 tiles per stage, backward 5: 144 KiB and 120 KiB in
+  float32). Interpret mode uses short tiles so that tiny test sequences span several of them.
+  """
+  del dtype
+  if interpret:
+    return MosaicConfig(block_d=_WARPGROUP, chunk=4, stages=2)
+  return MosaicConfig(block_d=_WARPGROUP, chunk=16 if backward else 32, stages=3)
