@@ -13,7 +13,9 @@ Execution paths (`implementation=`):
 - `"heinsen"`: the paper's appendix listing (cumsum + logcumsumexp); a reference, with the same
   positivity requirement and larger rounding error on long sequences.
 - `"sequential"`: `jax.lax.scan`, one step at a time.
-- `"pallas"`: the fused GPU kernel in `kernels/linear_scan` (interpreted off GPU, for tests).
+- `"pallas"`: the fused GPU kernel in `kernels/linear_scan` (interpreted off GPU, for tests):
+  the Triton-lowered kernels, or the Mosaic GPU ones when `kernels.linear_scan.config.BACKEND`
+  is "mosaic" (the one switch between them).
 - `"pallas_fused"`: the GPU kernel that also computes the gates from a cell's pre-activations
   (`kernels/linear_scan/fused_gates.py`). It takes pre-activations, not `(a, b)`, so only a
   cell's `scan` runs it (`LinearRecurrentCell.scan`, for cells with `gates()`); `linear_scan`
@@ -261,9 +263,9 @@ def _sequential(a, b, h0, reverse):
 
 def _pallas(a, b, h0, reverse):
   # Imported on first use: the kernel package pulls in Pallas, which CPU-only users never need.
-  from kernels.linear_scan import linear_scan as pallas_linear_scan
+  from kernels.linear_scan import scan as pallas_scan
 
-  return pallas_linear_scan(a, b, h0, reverse=reverse)
+  return pallas_scan(a, b, h0, reverse=reverse)
 
 
 register_implementation("associative", _associative)
