@@ -5,9 +5,11 @@
     python scripts/benchmark.py --suites scan --T 512,4096 --dtypes float32 --name scan
     python scripts/benchmark.py --suites tune --name tune  # block-shape sweep of the kernels
     python scripts/benchmark.py --suites tune --tune-kernels minGRU,minLSTM --name tune_fused
+    python scripts/benchmark.py --suites tune --tune-kernels mosaic --name tune_mosaic
     python scripts/benchmark.py --merge experiments/results/benchmark_*.json
 
-Suites: `scan` (the recurrence alone: the Pallas kernel, `lax.associative_scan`, `lax.scan`),
+Suites: `scan` (the recurrence alone: the Pallas kernels, Triton-lowered `pallas` and Mosaic GPU
+`pallas_mosaic`, `lax.associative_scan`, `lax.scan`),
 `layers` (a minGRU / minLSTM layer, projection + scan, per `implementation=`, including the
 fused-gate kernel `pallas_fused`), `peers` (PyTorch:
 accelerated-scan, flash-linear-attention's `chunk_hgrn`, mingru-pytorch, cuDNN GRU and LSTM) and
@@ -51,6 +53,8 @@ FLOOR_ARRAYS = {("scan", "fwd"): 3, ("scan", "fwd+bwd"): 8, ("layer", "fwd"): 2,
 PANELS = (("scan", "fwd+bwd", "float32", 64, 256), ("scan", "fwd+bwd", "bfloat16", 64, 256),
           ("minGRU", "fwd+bwd", "float32", 64, 256), ("minLSTM", "fwd+bwd", "float32", 64, 256))
 TUNE_SHAPES = ((64, 4096, 256, "float32"), (64, 4096, 256, "bfloat16"))
+# The scan suite's names of the Pallas kernels' backends (`kernels.linear_scan.scan(backend=)`).
+PALLAS_BACKENDS = {"pallas": "triton", "pallas_mosaic": "mosaic"}
 
 
 def _ints(text: str) -> list[int]:
@@ -90,7 +94,7 @@ def _jax_cases(args):
   import jax.numpy as jnp
   from flax import nnx
 
-  from kernels.linear_scan import linear_scan as pallas_scan
+  from kernels.linear_scan import scan as pallas_scan
   from minrnn import cells
   from minrnn.ops import linear_scan as dispatch_scan
 
@@ -106,8 +110,8 @@ def _jax_cases(args):
     return a, b, ct
 
   def scan_fn(impl):
-    if impl == "pallas":
-      return lambda a, b: pallas_scan(a, b)[0]
+    if impl in PALLAS_BACKENDS:
+      return lambda a, b: pallas_scan(a, b, backend=PALLAS_BACKENDS[impl])[0]
     return lambda a, b: dispatch_scan(a, b, implementation=impl)[0].astype(a.dtype)
 
   def with_mode(fn, mode, num_primals):
@@ -121,7 +125,7 @@ def _jax_cases(args):
     return jax.jit(fwd_bwd)
 
   if "scan" in suites:
-    for impl in ("pallas", "associative", "sequential"):
+    for impl in (*PALLAS_BACKENDS, "associative", "sequential"):
       for batch, time, features in _shapes(args):
         for dtype in dtypes:
           for mode in modes:
@@ -190,7 +194,9 @@ def _jax_cases(args):
   if "tune" in suites:
     kernels = args.tune_kernels.split(",")
     if "scan" in kernels:
-      yield from _tune_cases(scan_inputs)
+      yield from _tune_cases(scan_inputs, "triton")
+    if "mosaic" in kernels:
+      yield from _tune_cases(scan_inputs, "mosaic")
     for op in ("minGRU", "minLSTM"):
       if op in kernels:
         yield from _tune_fused_cases(op)
@@ -205,31 +211,56 @@ def _tune_configs():
       yield BlockConfig(block_d=block_d, chunk=chunk, num_warps=block_d // 32)
 
 
+def _mosaic_tune_configs(kernel, dtype):
+  """Mosaic GPU tiles that fit shared memory (forward 3 tiles per stage, backward 5)."""
+  import jax.numpy as jnp
+
+  from kernels.linear_scan import MosaicConfig
+
+  tiles = 3 if kernel == "forward" else 5
+  for block_d in (128, 256):
+    for chunk in (8, 16, 32, 64):
+      for stages in (2, 3, 4):
+        config = MosaicConfig(block_d=block_d, chunk=chunk, stages=stages)
+        if config.fits_smem(tiles, jnp.dtype(dtype).itemsize):
+          yield config
+
+
 def _config_name(config) -> str:
+  from kernels.linear_scan import MosaicConfig
+
+  if isinstance(config, MosaicConfig):
+    return f"mosaic_d{config.block_d}_c{config.chunk}_s{config.stages}"
   return f"d{config.block_d}_c{config.chunk}_w{config.num_warps}_s{config.num_stages}"
 
 
-def _tune_cases(scan_inputs):
+def _tune_cases(scan_inputs, backend):
+  """The forward and backward kernels of `backend` ("triton" or "mosaic") over their tiles."""
   import jax
   import jax.numpy as jnp
 
-  from kernels.linear_scan import pallas_triton
+  from kernels.linear_scan import pallas_mosaic, pallas_triton
 
+  module = pallas_triton if backend == "triton" else pallas_mosaic
+  prefix = "scan" if backend == "triton" else "scan-mosaic"
   for batch, time, features, dtype in TUNE_SHAPES:
     shape = (batch, time, features)
-    for config in _tune_configs():
-      for kernel in ("forward", "backward"):
-        record = benchmarking.Record("tune", f"scan-{kernel}-kernel", _config_name(config),
+    for kernel in ("forward", "backward"):
+      configs = (_tune_configs() if backend == "triton"
+                 else _mosaic_tune_configs(kernel, dtype))
+      for config in configs:
+        record = benchmarking.Record("tune", f"{prefix}-{kernel}-kernel", _config_name(config),
                                      "jax", "fwd" if kernel == "forward" else "bwd", dtype,
                                      batch, time, features)
 
         def build(kernel=kernel, shape=shape, dtype=dtype, config=config):
           zeros = lambda a: jnp.zeros((a.shape[0], a.shape[2]), jnp.float32)
+          # The kernels alone, on shapes their tiles divide (TUNE_SHAPES are).
           if kernel == "forward":
-            fn = jax.jit(lambda a, b, ct: pallas_triton._forward(
+            fn = jax.jit(lambda a, b, ct: module._forward(
                 a, b, zeros(a), False, False, config))
           else:
-            fn = jax.jit(lambda a, h, dh: pallas_triton._backward(
+            fn = jax.jit(lambda a, h, dh: module._backward(
                 a, h, dh, zeros(a), zeros(a), False, False, config))
           sets = benchmarking.num_input_sets(3 * jnp.dtype(dtype).itemsize * shape[0] * shape[1]
                                              * shape[2])
@@ -594,7 +625,8 @@ def main(argv=None):
   parser.add_argument("--peers", default=",".join(PEERS), help="comma list of " + ", ".join(PEERS))
   parser.add_argument("--tune-kernels", default="scan",
                       help="comma list of kernels the tune suite sweeps: scan (the plain "
-                      "kernels), minGRU, minLSTM (their fused-gate kernels)")
+                      "Triton-lowered kernels), mosaic (the plain Mosaic GPU kernels), minGRU, "
+                      "minLSTM (their fused-gate kernels)")
   parser.add_argument("--T", default="512,1024,2048,4096,16384",
                       help="sequence lengths for B=64 D=256")
   parser.add_argument("--wide-T", default="4096", help="sequence lengths for B=8 D=1024")

@@ -148,10 +148,14 @@ class MosaicConfig:
     """Shared memory of a kernel that buffers `tiles` `(chunk, block_d)` tiles per stage."""
     return self.stages * tiles * self.chunk * self.block_d * itemsize
 
+  def fits_smem(self, tiles: int, itemsize: int) -> bool:
+    """Whether `tiles` tiles per stage fit in a Hopper thread block's shared memory."""
+    return self.smem_bytes(tiles, itemsize) <= _HOPPER_SMEM_BYTES
+
   def check_smem(self, tiles: int, itemsize: int) -> None:
     """Raises if `tiles` tiles per stage do not fit in a Hopper thread block's shared memory."""
     need = self.smem_bytes(tiles, itemsize)
-    if need > _HOPPER_SMEM_BYTES:
+    if not self.fits_smem(tiles, itemsize):
       raise ValueError(
           f"MosaicConfig {self} needs {need} bytes of shared memory for {tiles} tiles per stage "
           f"of {itemsize}-byte values; a Hopper thread block has {_HOPPER_SMEM_BYTES}. Lower "
