@@ -58,7 +58,8 @@ def _interpret_params():
 def _launch(kernel, out_type, scratch_types, batch, features, config, interpret):
   """`plgpu.kernel` over a `(batch, features / block_d)` grid of one-warpgroup thread blocks.
 
-  The kernel takes its function's name (`plgpu.kernel`'s default, the same in JAX 0.10 and 0.11).
+  The kernel takes its function's name: `plgpu.kernel`'s default, so no naming keyword (which
+  differs across JAX releases) is needed.
   """
   return plgpu.kernel(
       kernel,
@@ -97,7 +98,9 @@ def _forward(a, b, h0, reverse, interpret, config):
   def tile_index(c):  # The c-th tile in the scan's order.
     return num_chunks - 1 - c if reverse else c
 
-  def linear_scan_mosaic_forward(a_gmem, b_gmem, h0_gmem, h_gmem, h_last_gmem, state_smem, h_smem, barrier):
+  def linear_scan_mosaic_forward(
+      a_gmem, b_gmem, h0_gmem, h_gmem, h_last_gmem, state_smem, h_smem, barrier
+  ):
     row, col = jax.lax.axis_index("batch"), jax.lax.axis_index("features")
     cols = pl.ds(col * block_d, block_d)
     plgpu.copy_gmem_to_smem(h0_gmem.at[row, cols], state_smem, barrier)
@@ -153,8 +156,10 @@ def _backward(a, h, dh, h0, dh_last, reverse, interpret, config):
       return jnp.minimum((k + 1) * chunk, time - 1)
     return jnp.maximum(k * chunk - 1, 0)
 
-  def linear_scan_mosaic_backward(a_gmem, h_gmem, dh_gmem, h0_gmem, dh_last_gmem, da_gmem, db_gmem, dh0_gmem,
-             h0_smem, state_smem, da_smem, db_smem, barrier):
+  def linear_scan_mosaic_backward(
+      a_gmem, h_gmem, dh_gmem, h0_gmem, dh_last_gmem, da_gmem, db_gmem, dh0_gmem, h0_smem,
+      state_smem, da_smem, db_smem, barrier,
+  ):
     row, col = jax.lax.axis_index("batch"), jax.lax.axis_index("features")
     cols = pl.ds(col * block_d, block_d)
     plgpu.copy_gmem_to_smem(h0_gmem.at[row, cols], h0_smem, barrier)
