@@ -36,13 +36,13 @@ from jax.experimental import pallas as pl
 
 from kernels.linear_scan import config as config_lib
 from kernels.linear_scan import time_loop
+from kernels.linear_scan.checks import SUPPORTED_DTYPES
 from kernels.linear_scan.time_loop import index, load, store
 
 BlockConfig = config_lib.BlockConfig
 # Elementwise map from `n` float32 pre-activations to the float32 coefficients `(a, b)`.
 Gates = Callable[..., tuple[jax.Array, jax.Array]]
 
-_SUPPORTED_DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16))
 
 
 def _valid(lengths_ref, t):
@@ -221,7 +221,7 @@ def _check(pre, h0, seq_lengths) -> None:
         f"{tuple(pre.shape)}. A cell's joint projection (batch, time, n * features) becomes "
         "this with .reshape(batch, time, n, features)."
     )
-  if pre.dtype not in _SUPPORTED_DTYPES:
+  if pre.dtype not in SUPPORTED_DTYPES:
     raise TypeError(
         f"gated_linear_scan: pre has dtype {pre.dtype}; the Pallas kernel takes float32 or "
         "bfloat16 pre-activations (it computes in float32). Cast them, e.g. "

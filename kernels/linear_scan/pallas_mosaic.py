@@ -38,7 +38,7 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import mosaic_gpu as plgpu
 
 from kernels.linear_scan import config as config_lib
-from kernels.linear_scan.pallas_triton import _check
+from kernels.linear_scan.checks import check_inputs
 
 MosaicConfig = config_lib.MosaicConfig
 
@@ -265,7 +265,7 @@ def linear_scan(
     Gradients flow to `a`, `b` and `h0`, through both outputs.
   """
   a, b = jnp.asarray(a), jnp.asarray(b)
-  _check(a, b, h0)
+  check_inputs(a, b, h0)
   dtype = jnp.result_type(a.dtype, b.dtype)
   a, b = a.astype(dtype), b.astype(dtype)
   batch, time, features = a.shape

@@ -27,11 +27,11 @@ import jax.numpy as jnp
 
 from kernels.linear_scan import config as config_lib
 from kernels.linear_scan import time_loop
+from kernels.linear_scan.checks import check_inputs
 from kernels.linear_scan.time_loop import index, load, store
 
 BlockConfig = config_lib.BlockConfig
 
-_SUPPORTED_DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16))
 
 
 def _forward_kernel(a_ref, b_ref, h0_ref, h_ref, h_last_ref, *, features, config, reverse):
@@ -152,32 +152,6 @@ def _scan_bwd(reverse, interpret, config, backward_config, residuals, cotangents
 _scan.defvjp(_scan_fwd, _scan_bwd)
 
 
-def _check(a, b, h0):
-  for name, x in (("a", a), ("b", b)):
-    if x.ndim != 3:
-      raise ValueError(
-          f"linear_scan: {name} must have shape (batch, time, features), got "
-          f"{tuple(x.shape)}."
-      )
-    if x.dtype not in _SUPPORTED_DTYPES:
-      raise TypeError(
-          f"linear_scan: {name} has dtype {x.dtype}; the Pallas kernel takes float32 or bfloat16 "
-          "inputs (it accumulates in float32). Cast it, e.g. x.astype(jnp.float32)."
-      )
-  if a.shape != b.shape:
-    raise ValueError(
-        f"linear_scan: a and b must have the same shape, got {tuple(a.shape)} and "
-        f"{tuple(b.shape)}."
-    )
-  if a.shape[1] == 0:
-    raise ValueError("linear_scan: the time axis is empty; pass at least one step.")
-  if h0 is not None and tuple(h0.shape) != (a.shape[0], a.shape[2]):
-    raise ValueError(
-        f"linear_scan: h0 must have shape (batch, features) = {(a.shape[0], a.shape[2])}, got "
-        f"{tuple(h0.shape)}."
-    )
-
-
 def linear_scan(
     a: jax.Array,
     b: jax.Array,
@@ -207,7 +181,7 @@ def linear_scan(
     Gradients flow to `a`, `b` and `h0`, through both outputs.
   """
   a, b = jnp.asarray(a), jnp.asarray(b)
-  _check(a, b, h0)
+  check_inputs(a, b, h0)
   dtype = jnp.result_type(a.dtype, b.dtype)
   a, b = a.astype(dtype), b.astype(dtype)
   batch, time, features = a.shape
