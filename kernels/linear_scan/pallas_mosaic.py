@@ -171,8 +171,10 @@ def _backward(a, h, dh, h0, dh_last, reverse, interpret, config):
       k = tile_index(c)
       slot = jax.lax.rem(c, stages)
       _reuse_staging(stages)
+      # The predicate is broadcast explicitly: Mosaic GPU's select takes equal shapes only.
       boundary = jnp.where(
-          k == first_tile, h0_smem[...], boundary_smem[0].astype(jnp.float32)
+          jnp.broadcast_to(k == first_tile, h0_smem.shape), h0_smem[...],
+          boundary_smem[0].astype(jnp.float32),
       )
       for i in rows:
         j = i + step_before
