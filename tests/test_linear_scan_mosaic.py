@@ -8,88 +8,22 @@ are relative: ||x - ref|| / ||ref||. The CUDA lowering (Pallas to Mosaic GPU) ne
 checked on every machine.
 """
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import cuda_lowering
-import oracle
+import scan_kernel_checks
 from kernels.linear_scan import config as config_lib
-from kernels.linear_scan import MosaicConfig, mosaic_linear_scan, reference, scan
+from kernels.linear_scan import MosaicConfig, mosaic_linear_scan, scan
 
-# As the Triton kernels' tests: float32 lands near 1e-7, bfloat16 inputs and outputs carry 8
-# mantissa bits.
-TOL = {jnp.float32: 1e-5, jnp.bfloat16: 1e-2}
-
-INTERPRET = [True, pytest.param(False, marks=pytest.mark.gpu, id="compiled")]
-
-
-def _rel(x, ref):
-  x, ref = np.asarray(x, np.float64), np.asarray(ref, np.float64)
-  assert np.all(np.isfinite(x)), "non-finite values in the kernel's result"
-  return np.linalg.norm(x - ref) / np.linalg.norm(ref)
-
-
-def _inputs(shape, dtype, seed):
-  batch, _, features = shape
-  ks = jax.random.split(jax.random.key(seed), 5)
-  # Decays in (0.5, 1) keep the state O(1) over the whole sequence, so errors accumulate visibly.
-  a = jax.random.uniform(ks[0], shape, minval=0.5, maxval=1.0).astype(dtype)
-  b = jax.random.normal(ks[1], shape).astype(dtype)
-  h0 = jax.random.normal(ks[2], (batch, features), jnp.float32)
-  dh = jax.random.normal(ks[3], shape).astype(dtype)
-  dh_last = jax.random.normal(ks[4], (batch, features), jnp.float32)
-  return a, b, h0, dh, dh_last
-
-
-@functools.lru_cache(maxsize=None)
-def _kernel_vjp(reverse, interpret, config, backward_config):
-  @jax.jit
-  def fn(a, b, h0, dh, dh_last):
-    out, vjp = jax.vjp(
-        lambda a, b, h0: mosaic_linear_scan(
-            a, b, h0, reverse=reverse, interpret=interpret, config=config,
-            backward_config=backward_config,
-        ),
-        a, b, h0,
-    )
-    return out, vjp((dh, dh_last))
-
-  return fn
-
-
-@functools.lru_cache(maxsize=None)
-def _reference_vjp(reverse):
-  @jax.jit
-  def fn(a, b, h0, dh, dh_last):
-    out, vjp = jax.vjp(
-        lambda a, b, h0: reference.linear_scan(a, b, h0, reverse=reverse), a, b, h0
-    )
-    return out, vjp((dh, dh_last))
-
-  return fn
+INTERPRET = scan_kernel_checks.INTERPRET
 
 
 def _check_case(shape, dtype, reverse, interpret, config=None, backward_config=None, seed=0):
-  a, b, h0, dh, dh_last = _inputs(shape, dtype, seed)
-  (h, h_last), (da, db, dh0) = _kernel_vjp(reverse, interpret, config, backward_config)(
-      a, b, h0, dh, dh_last)
-  assert h.dtype == dtype and h.shape == shape
-  assert h_last.dtype == jnp.float32 and h_last.shape == h0.shape
-  assert da.dtype == dtype and db.dtype == dtype and dh0.dtype == jnp.float32
-  assert da.shape == shape and db.shape == shape and dh0.shape == h0.shape
-  tol = TOL[dtype]
-  want = (*oracle.linear_scan(a, b, h0, reverse),
-          *oracle.linear_scan_vjp(a, b, h0, dh, dh_last, reverse))
-  got = (h, h_last, da, db, dh0)
-  for name, x, y in zip(("h", "h_last", "da", "db", "dh0"), got, want):
-    assert _rel(x, y) < tol, f"{name} differs from the float64 oracle"
-  (h_ref, h_last_ref), grads_ref = _reference_vjp(reverse)(a, b, h0, dh, dh_last)
-  for name, x, y in zip(("h", "h_last", "da", "db", "dh0"), got, (h_ref, h_last_ref, *grads_ref)):
-    assert _rel(x, y) < tol, f"{name} differs from the JAX reference"
+  scan_kernel_checks.check_case(mosaic_linear_scan, shape, dtype, reverse, interpret, config,
+                                backward_config, seed)
 
 
 @pytest.mark.parametrize("interpret", INTERPRET)
@@ -129,7 +63,7 @@ def test_compiled_default_tiles_at_benchmark_width(dtype, reverse):
 
 
 def test_no_initial_state_means_zeros():
-  a, b, h0, _, _ = _inputs((1, 5, 128), jnp.float32, 5)
+  a, b, h0, _, _ = scan_kernel_checks.inputs((1, 5, 128), jnp.float32, 5)
   h, h_last = mosaic_linear_scan(a, b, interpret=True)
   h_zero, h_last_zero = mosaic_linear_scan(a, b, jnp.zeros_like(h0), interpret=True)
   np.testing.assert_array_equal(h, h_zero)
@@ -139,7 +73,7 @@ def test_no_initial_state_means_zeros():
 def test_dispatcher_runs_the_chosen_backend(monkeypatch):
   from minrnn.ops import linear_scan as dispatch
 
-  a, b, h0, _, _ = _inputs((1, 6, 128), jnp.float32, 6)
+  a, b, h0, _, _ = scan_kernel_checks.inputs((1, 6, 128), jnp.float32, 6)
   h_ref, h_last_ref = dispatch(a, b, h0, implementation="associative")
   for backend, kernel in (("triton", "linear_scan_forward"),
                           ("mosaic", "linear_scan_mosaic_forward")):
@@ -147,7 +81,7 @@ def test_dispatcher_runs_the_chosen_backend(monkeypatch):
     run = lambda a, b, h0: dispatch(a, b, h0, implementation="pallas")
     assert kernel in str(jax.make_jaxpr(run)(a, b, h0))
     h, h_last = run(a, b, h0)
-    assert _rel(h, h_ref) < 1e-5 and _rel(h_last, h_last_ref) < 1e-5
+    assert scan_kernel_checks.rel(h, h_ref) < 1e-5 and scan_kernel_checks.rel(h_last, h_last_ref) < 1e-5
   with pytest.raises(ValueError, match="backend 'cuda'.*triton"):
     scan(a, b, backend="cuda")
 

@@ -36,7 +36,7 @@ from jax.experimental import pallas as pl
 
 from kernels.linear_scan import config as config_lib
 from kernels.linear_scan import time_loop
-from kernels.linear_scan.checks import SUPPORTED_DTYPES
+from kernels.linear_scan.common import SUPPORTED_DTYPES
 from kernels.linear_scan.time_loop import index, load, store
 
 BlockConfig = config_lib.BlockConfig

@@ -25,9 +25,9 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from kernels.linear_scan import common
 from kernels.linear_scan import config as config_lib
 from kernels.linear_scan import time_loop
-from kernels.linear_scan.checks import check_inputs
 from kernels.linear_scan.time_loop import index, load, store
 
 BlockConfig = config_lib.BlockConfig
@@ -127,29 +127,7 @@ def _backward(a, h, dh, h0, dh_last, reverse, interpret, config):
   )(a, h, dh, h0, dh_last)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5, 6))
-def _scan(a, b, h0, reverse, interpret, config, backward_config):
-  del backward_config
-  return _forward(a, b, h0, reverse, interpret, config)
-
-
-def _scan_fwd(a, b, h0, reverse, interpret, config, backward_config):
-  del backward_config
-  h, h_last = _forward(a, b, h0, reverse, interpret, config)
-  return (h, h_last), (a, h, h0)
-
-
-def _scan_bwd(reverse, interpret, config, backward_config, residuals, cotangents):
-  del config
-  a, h, h0 = residuals
-  dh, dh_last = cotangents
-  return _backward(
-      a, h, dh.astype(h.dtype), h0, dh_last.astype(jnp.float32), reverse, interpret,
-      backward_config,
-  )
-
-
-_scan.defvjp(_scan_fwd, _scan_bwd)
+_scan = common.with_vjp(_forward, _backward)
 
 
 def linear_scan(
@@ -180,16 +158,9 @@ def linear_scan(
     final state `(batch, features)` in float32 (the state at `t = 0` when `reverse`).
     Gradients flow to `a`, `b` and `h0`, through both outputs.
   """
-  a, b = jnp.asarray(a), jnp.asarray(b)
-  check_inputs(a, b, h0)
-  dtype = jnp.result_type(a.dtype, b.dtype)
-  a, b = a.astype(dtype), b.astype(dtype)
+  a, b, h0 = common.prepare_inputs(a, b, h0)
+  dtype = a.dtype
   batch, time, features = a.shape
-  h0 = (
-      jnp.zeros((batch, features), jnp.float32)
-      if h0 is None
-      else jnp.asarray(h0).astype(jnp.float32)
-  )
   if interpret is None:
     interpret = config_lib.default_interpret()
   if config is None:
