@@ -1,0 +1,203 @@
+"""Golden losses: a few fixed-seed training steps of every config family at a tiny size.
+
+The expected numbers in `golden_losses.json` were recorded from the code before the upper half
+of the package was reorganised (one temporal-layer interface, layered folders); a reorganisation
+must not move them. They are compared bit for bit under the JAX version that recorded them, and
+to a relative 1e-5 under other versions (XLA may round differently). A change that is meant to
+alter the maths re-records them (`python tests/test_golden.py`) and says why in its commit.
+
+Every run: 3 training steps (a loss logged at each), one evaluation at step 3, and for D4RL a
+short rollout. The settings are written out in full below, so that moving config files cannot
+change them.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+import zipfile
+
+import jax
+import numpy as np
+import pytest
+from ml_collections import config_dict
+
+from minrnn import train as train_lib
+from minrnn.data import d4rl, paths
+from minrnn.metrics import read_metrics, series
+
+GOLDEN = pathlib.Path(__file__).with_name("golden_losses.json")
+MESH = {"data": -1, "sequence": 1, "model": 1}
+TRAIN = {"stop_at_step": None, "keep_checkpoints": 1, "progress_bar": False,
+         "tensorboard": False, "optimizer": "adamw", "weight_decay_on": "matrices",
+         "num_steps": 3, "learning_rate": 3e-3, "end_learning_rate": 3e-4, "warmup_steps": 1,
+         "weight_decay": 0.1, "b1": 0.9, "b2": 0.99, "grad_clip": 1.0, "log_every": 1,
+         "eval_every": 3, "checkpoint_every": 3}
+
+
+def _residual(cell, **overrides):
+  model = {"cell": cell, "cell_kwargs": {}, "features": 16, "num_layers": 1,
+           "conv_kernel_size": 4, "mlp_expansion": 2, "dropout": 0.1, "tie_embeddings": True,
+           "implementation": None, "softmax_chunk_size": None, "dtype": "float32"}
+  return {**model, **overrides}
+
+
+def _srupp(**overrides):
+  model = {"cell": "srupp", "features": 16, "num_layers": 2, "proj_features": 8,
+           "attention_every": 2, "memory_length": 16, "dropout": 0.1, "attn_dropout": 0.1,
+           "highway_bias": -2.0, "layer_norm": True, "output": "linear",
+           "adaptive_cutoffs": None, "div_val": 4, "embed_features": None,
+           "softmax_chunk_size": 1024, "implementation": None, "dtype": "float32"}
+  return {**model, **overrides}
+
+
+SHAKESPEARE = {"name": "shakespeare", "dir": None, "download": False, "batch_size": 4,
+               "seq_len": 16, "eval_batches": 1}
+COPY = {"name": "selective_copy", "batch_size": 8, "seq_len": 12, "num_tokens": 2,
+        "vocab_size": 16, "eval_batches": 1}
+FORMAL = {"name": "formal_language", "task": "bucket_sort", "batch_size": 4, "min_len": 1,
+          "max_len": 6, "eval_min_len": 6, "eval_max_len": 10, "eval_batches": 1}
+ENWIK8 = {"name": "enwik8", "dir": None, "download": False, "verify_checksum": False,
+          "cache_dir": None, "batch_size": 2, "seq_len": 16, "eval_batch_size": 2,
+          "eval_seq_len": 16, "eval_batches": 2}
+WIKITEXT = {"name": "wikitext103", "dir": None, "download": False, "cache_dir": None,
+            "batch_size": 2, "seq_len": 16, "eval_batch_size": 2, "eval_seq_len": 16,
+            "eval_batches": 2}
+D4RL = {"name": "d4rl", "env": "hopper", "dataset": "medium", "dir": None,
+        "file": "d4rl/hopper_medium-v2.hdf5", "batch_size": 4, "context": 4,
+        "return_scale": 1000.0, "max_timestep": 1000, "eval_fraction": 0.25, "eval_batches": 1,
+        "rollouts": {"target_returns": [3600.0, 1800.0], "num_episodes": 1, "seed": 1000,
+                     "max_steps": 5, "progress_bar": False}}
+D4RL_MODEL = {"cell_kwargs": {}, "features": 16, "num_layers": 1, "conv_kernel_size": 0,
+              "mlp_expansion": 2, "dropout": 0.1, "implementation": None, "dtype": "float32"}
+
+# name -> (data, model, seed); data "dir" None is filled with the fixture directory.
+RUNS = {
+    "copy_mingru": (COPY, _residual("mingru"), 0),
+    "shakespeare_mingru": (SHAKESPEARE, _residual("mingru"), 0),
+    "shakespeare_mingru_bf16": (SHAKESPEARE, _residual("mingru", dtype="bfloat16"), 0),
+    "shakespeare_minlstm": (SHAKESPEARE, _residual("minlstm"), 0),
+    "shakespeare_gru": (SHAKESPEARE, _residual("gru"), 0),
+    "shakespeare_lstm": (SHAKESPEARE, _residual("lstm"), 0),
+    "shakespeare_sru": (SHAKESPEARE, _residual(
+        "sru", cell_kwargs={"dropout": 0.1, "rnn_dropout": 0.1, "layer_norm": True}), 0),
+    "shakespeare_mamba": (SHAKESPEARE, _residual(
+        "mamba", conv_kernel_size=0,
+        cell_kwargs={"state_size": 4, "expansion": 2, "conv_kernel_size": 4}), 0),
+    "shakespeare_transformer": (SHAKESPEARE, _residual(
+        "transformer", conv_kernel_size=0, num_layers=2, cell_kwargs={"num_heads": 2}), 0),
+    "formal_bucket_sort_minlstm": (FORMAL, _residual("minlstm"), 0),
+    "enwik8_srupp": (ENWIK8, _srupp(), 1234),
+    "enwik8_mingru": (ENWIK8, _residual("mingru", tie_embeddings=False), 1234),
+    "wikitext103_srupp": (WIKITEXT, _srupp(output="tied", adaptive_cutoffs=[8, 16, 24],
+                                           embed_features=16, softmax_chunk_size=12), 1234),
+    "wikitext103_mingru": (WIKITEXT, _residual("mingru", softmax_chunk_size=12), 1234),
+    "d4rl_mingru": (D4RL, {"cell": "mingru", **D4RL_MODEL}, 0),
+    "d4rl_transformer": (D4RL, {"cell": "transformer", **D4RL_MODEL,
+                                "cell_kwargs": {"num_heads": 1}}, 0),
+}
+
+# Fixture text in the upstream formats (enwik8: XML-like UTF-8 bytes; WikiText: tokenized
+# lines with headings), enough for a few segments per row.
+ENWIK8_TEXT = ("<page>\n  <title>Zürich</title>\n  <text>[[Category:Cities]] &amp; 100 km²"
+               "</text>\n</page>\n").encode() * 40
+WIKI_PARAGRAPH = (" The <unk> river runs 1 @,@ 200 km through the valley , and the town of "
+                  "Oakfield lies on its north bank . Fishing and trade made the town rich .\n")
+WIKI_SECTION = " \n = {title} = \n \n" + WIKI_PARAGRAPH + " \n = = History = = \n \n"
+
+
+def write_fixtures(root: pathlib.Path) -> pathlib.Path:
+  """Small files in the real datasets' formats under `root` (a data directory)."""
+  (root / "tinyshakespeare").mkdir(parents=True)
+  text = (paths.data_dir() / "tinyshakespeare" / "input.txt").read_text()
+  (root / "tinyshakespeare" / "input.txt").write_text(text)
+  (root / "enwik8").mkdir()
+  with zipfile.ZipFile(root / "enwik8" / "enwik8.zip", "w") as archive:
+    archive.writestr("enwik8", ENWIK8_TEXT)
+  (root / "wikitext-103").mkdir()
+  for split, titles in (("train", ["Alpha", "Beta", "Gamma"] * 4), ("valid", ["Delta"]),
+                        ("test", ["Alpha"])):
+    body = "".join(WIKI_SECTION.format(title=t) + WIKI_PARAGRAPH * 2 for t in titles)
+    (root / "wikitext-103" / f"wiki.{split}.tokens").write_text(body, encoding="utf-8")
+  rng = np.random.default_rng(0)
+  n = 60
+  data = {"observations": rng.normal(2.0, 3.0, size=(n, 11)).astype(np.float32),
+          "actions": rng.uniform(-1, 1, size=(n, 3)).astype(np.float32),
+          "rewards": rng.uniform(0, 2, size=n).astype(np.float32),
+          "terminals": np.zeros(n, bool), "timeouts": np.zeros(n, bool)}
+  data["terminals"][[19, 44]] = True
+  data["timeouts"][[29]] = True
+  (root / "d4rl").mkdir()
+  d4rl.write_d4rl(root / "d4rl" / "hopper_medium-v2.hdf5", data)
+  return root
+
+
+def golden_config(name: str, data_dir: pathlib.Path) -> config_dict.ConfigDict:
+  data, model, seed = RUNS[name]
+  data = {**data, "dir": str(data_dir)} if "dir" in data else data
+  return config_dict.ConfigDict({"mesh": MESH, "train": TRAIN, "seed": seed, "data": data,
+                                 "model": model})
+
+
+def run(name: str, data_dir: pathlib.Path, workdir: pathlib.Path) -> dict:
+  """What the golden file pins for one run: losses per step, evaluation, rollout returns."""
+  result = train_lib.train(golden_config(name, data_dir), workdir)
+  steps, losses = series(read_metrics(workdir / "metrics.jsonl"), "train", "loss")
+  # Losses only: which other metrics a task reports is not what the golden file pins.
+  pinned = {"steps": steps, "train_loss": losses, "eval_loss": result["eval"]["loss"]}
+  if "splits" in result:
+    pinned["split_loss"] = {split: m["loss"] for split, m in result["splits"].items()}
+  rollouts = result.get("final_evaluation", {}).get("targets")
+  if rollouts:
+    pinned["rollout_returns"] = {t: r["returns"] for t, r in rollouts.items()}
+  return pinned
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  return write_fixtures(tmp_path_factory.mktemp("golden_data"))
+
+
+def _same(got, want, exact: bool, where: str):
+  if isinstance(want, dict):
+    assert sorted(got) == sorted(want), where
+    for key in want:
+      _same(got[key], want[key], exact, f"{where}.{key}")
+  elif isinstance(want, list):
+    assert len(got) == len(want), where
+    for i, (g, w) in enumerate(zip(got, want)):
+      _same(g, w, exact, f"{where}[{i}]")
+  elif isinstance(want, float):
+    if exact:
+      assert got == want, f"{where}: {got!r} != {want!r}"
+    else:
+      assert got == pytest.approx(want, rel=1e-5), where
+  else:
+    assert got == want, where
+
+
+@pytest.mark.parametrize("name", sorted(RUNS))
+def test_golden_losses(name, data_dir, tmp_path):
+  if name.startswith("d4rl"):
+    pytest.importorskip("h5py", reason="D4RL files are hdf5 (the `rl` extra)")
+    pytest.importorskip("gymnasium", reason="rollouts need gymnasium[mujoco] (the `rl` extra)")
+  golden = json.loads(GOLDEN.read_text())
+  got = json.loads(json.dumps(run(name, data_dir, tmp_path)))  # Floats as the file has them.
+  _same(got, golden["runs"][name], golden["jax"] == jax.__version__, name)
+
+
+if __name__ == "__main__":
+  # Re-records every run (only when the maths is meant to change; say why in the commit).
+  import tempfile
+
+  with tempfile.TemporaryDirectory() as tmp:
+    tmp = pathlib.Path(tmp)
+    fixtures = write_fixtures(tmp / "data")
+    names = sys.argv[1:] or sorted(RUNS)
+    recorded = json.loads(GOLDEN.read_text())["runs"] if GOLDEN.exists() else {}
+    for name in names:
+      recorded[name] = run(name, fixtures, tmp / name)
+      print(name, recorded[name]["train_loss"])
+  GOLDEN.write_text(json.dumps({"jax": jax.__version__, "runs": recorded}, indent=1,
+                               sort_keys=True) + "\n")
