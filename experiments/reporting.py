@@ -20,7 +20,7 @@ RESULTS_DIR = REPO / "experiments" / "results"
 if str(REPO) not in sys.path:
   sys.path.insert(0, str(REPO))
 
-from kernels import benchmarking  # noqa: E402  (after making the repository importable)
+from minrnn.kernels import benchmarking  # noqa: E402  (after making the repository importable)
 from minrnn.metrics import read_metrics, series  # noqa: E402
 
 

@@ -41,7 +41,7 @@ sys.path.insert(0, str(_REPO))
 # JAX and PyTorch share the GPU in these processes: allocate on demand, not 75% up front.
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
-from kernels import benchmarking  # noqa: E402
+from minrnn.kernels import benchmarking  # noqa: E402
 
 MAIN_SHAPE = (64, 256)
 WIDE_SHAPE = (8, 1024)
@@ -53,7 +53,7 @@ FLOOR_ARRAYS = {("scan", "fwd"): 3, ("scan", "fwd+bwd"): 8, ("layer", "fwd"): 2,
 PANELS = (("scan", "fwd+bwd", "float32", 64, 256), ("scan", "fwd+bwd", "bfloat16", 64, 256),
           ("minGRU", "fwd+bwd", "float32", 64, 256), ("minLSTM", "fwd+bwd", "float32", 64, 256))
 TUNE_SHAPES = ((64, 4096, 256, "float32"), (64, 4096, 256, "bfloat16"))
-# The scan suite's names of the Pallas kernels' backends (`kernels.linear_scan.scan(backend=)`).
+# The scan suite's names of the Pallas kernels' backends (`minrnn.kernels.linear_scan.scan(backend=)`).
 PALLAS_BACKENDS = {"pallas": "triton", "pallas_mosaic": "mosaic"}
 
 
@@ -94,7 +94,7 @@ def _jax_cases(args):
   import jax.numpy as jnp
   from flax import nnx
 
-  from kernels.linear_scan import scan as pallas_scan
+  from minrnn.kernels.linear_scan import scan as pallas_scan
   from minrnn import cells
   from minrnn.ops import linear_scan as dispatch_scan
 
@@ -203,7 +203,7 @@ def _jax_cases(args):
 
 
 def _tune_configs():
-  from kernels.linear_scan import BlockConfig
+  from minrnn.kernels.linear_scan import BlockConfig
 
   # One feature per thread: two chunks of loads (computed and in flight) fit in registers.
   for block_d in (32, 64, 128, 256):
@@ -215,7 +215,7 @@ def _mosaic_tune_configs(kernel, dtype):
   """Mosaic GPU tiles that fit shared memory (forward 3 tiles per stage, backward 5)."""
   import jax.numpy as jnp
 
-  from kernels.linear_scan import MosaicConfig
+  from minrnn.kernels.linear_scan import MosaicConfig
 
   tiles = 3 if kernel == "forward" else 5
   for block_d in (128, 256):
@@ -227,7 +227,7 @@ def _mosaic_tune_configs(kernel, dtype):
 
 
 def _config_name(config) -> str:
-  from kernels.linear_scan import MosaicConfig
+  from minrnn.kernels.linear_scan import MosaicConfig
 
   if isinstance(config, MosaicConfig):
     return f"mosaic_d{config.block_d}_c{config.chunk}_s{config.stages}"
@@ -239,7 +239,7 @@ def _tune_cases(scan_inputs, backend):
   import jax
   import jax.numpy as jnp
 
-  from kernels.linear_scan import pallas_mosaic, pallas_triton
+  from minrnn.kernels.linear_scan import pallas_mosaic, pallas_triton
 
   module = pallas_triton if backend == "triton" else pallas_mosaic
   prefix = "scan" if backend == "triton" else "scan-mosaic"
@@ -277,7 +277,7 @@ def _tune_fused_cases(op):
   import jax
   import jax.numpy as jnp
 
-  from kernels.linear_scan import fused_gates
+  from minrnn.kernels.linear_scan import fused_gates
   from minrnn.cells import mingru, minlstm
 
   gates, num_inputs = ((mingru.gate_coefficients, 2) if op == "minGRU"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import oracle
-from kernels.linear_scan import reference
+from minrnn.kernels.linear_scan import reference
 
 # float32 arithmetic on these lengths lands near 1e-7; bfloat16 inputs and outputs carry 8
 # mantissa bits (relative rounding 2**-9 per element), so bf16 results are held to 1e-2.

@@ -16,7 +16,7 @@ from flax import nnx
 
 import cuda_lowering
 import oracle
-from kernels.linear_scan import BlockConfig, gated_linear_scan, reference
+from minrnn.kernels.linear_scan import BlockConfig, gated_linear_scan, reference
 from minrnn.cells import LinearRecurrentCell, MinGRU, MinLSTM, mingru, minlstm
 from minrnn.ops import DEFAULT_ORDER, linear_scan, resolve_implementation
 

@@ -13,7 +13,7 @@ import pytest
 
 import cuda_lowering
 import scan_kernel_checks
-from kernels.linear_scan import BlockConfig, block_config, linear_scan
+from minrnn.kernels.linear_scan import BlockConfig, block_config, linear_scan
 
 INTERPRET = scan_kernel_checks.INTERPRET
 

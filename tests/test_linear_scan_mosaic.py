@@ -15,8 +15,8 @@ import pytest
 
 import cuda_lowering
 import scan_kernel_checks
-from kernels.linear_scan import config as config_lib
-from kernels.linear_scan import MosaicConfig, mosaic_linear_scan, scan
+from minrnn.kernels.linear_scan import config as config_lib
+from minrnn.kernels.linear_scan import MosaicConfig, mosaic_linear_scan, scan
 
 INTERPRET = scan_kernel_checks.INTERPRET
 

@@ -13,7 +13,7 @@ import pytest
 
 import cuda_lowering
 import oracle
-from kernels.sru import KernelConfig, resolve_implementation, sru_recurrence
+from minrnn.kernels.sru import KernelConfig, resolve_implementation, sru_recurrence
 
 # Small blocks and chunks keep interpret mode quick and still exercise the chunked time loop
 # (two chunks of 2 steps and a remainder step for T = 5) and several feature blocks.

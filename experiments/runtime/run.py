@@ -11,7 +11,7 @@ GRU and LSTM (Flax's cells, one step at a time with `jax.lax.scan`: the traditio
 RNNs), Mamba (`minrnn.mamba.Mamba`, pure JAX) and, when PyTorch with CUDA is present, PyTorch's
 cuDNN GRU and LSTM (the fastest traditional RNNs there are; optional, `--no_torch` skips).
 
-Time: median over repetitions of back-to-back steps (`kernels.benchmarking.time_jax` /
+Time: median over repetitions of back-to-back steps (`minrnn.kernels.benchmarking.time_jax` /
 `time_torch`). Memory: for JAX, XLA's compiled footprint of the step (arguments + outputs +
 temporaries, `memory_analysis()`); for PyTorch, the peak allocated during one step. Speed-up
 ratios divide the GRU's (LSTM's) time by minGRU's (minLSTM's), for Flax's sequential cells and
@@ -81,13 +81,13 @@ def _jax_case(model: str, batch: int, time_steps: int, features: int, implementa
   if analysis is not None:
     nbytes = (analysis.argument_size_in_bytes + analysis.output_size_in_bytes +
               analysis.temp_size_in_bytes)
-  from kernels import benchmarking
+  from minrnn.kernels import benchmarking
   return benchmarking.time_jax(compiled, [(params, x)]), nbytes
 
 
 def _torch_case(model: str, batch: int, time_steps: int, features: int):
   import torch
-  from kernels import benchmarking
+  from minrnn.kernels import benchmarking
 
   cls = torch.nn.GRU if model == "cudnn_gru" else torch.nn.LSTM
   layer = cls(features, features, batch_first=True).cuda()

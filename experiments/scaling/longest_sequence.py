@@ -172,7 +172,7 @@ def _gib(nbytes) -> str:
 
 def _environment() -> dict:
   sys.path.insert(0, str(_REPO))
-  from kernels import benchmarking
+  from minrnn.kernels import benchmarking
   return benchmarking.environment()
 
 

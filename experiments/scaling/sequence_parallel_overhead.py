@@ -49,7 +49,7 @@ def main(argv=None) -> None:
   import jax
   import jax.numpy as jnp
 
-  from kernels import benchmarking
+  from minrnn.kernels import benchmarking
   from minrnn.distributed import make_mesh
   from minrnn.ops import linear_scan
   from minrnn.ops.sequence_parallel import sequence_parallel_linear_scan

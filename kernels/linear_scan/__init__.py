@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import jax
 
-from kernels.linear_scan import config
-from kernels.linear_scan.config import BlockConfig, MosaicConfig, block_config
-from kernels.linear_scan.fused_gates import gated_linear_scan
-from kernels.linear_scan.pallas_mosaic import linear_scan as mosaic_linear_scan
-from kernels.linear_scan.pallas_triton import linear_scan
+from minrnn.kernels.linear_scan import config
+from minrnn.kernels.linear_scan.config import BlockConfig, MosaicConfig, block_config
+from minrnn.kernels.linear_scan.fused_gates import gated_linear_scan
+from minrnn.kernels.linear_scan.pallas_mosaic import linear_scan as mosaic_linear_scan
+from minrnn.kernels.linear_scan.pallas_triton import linear_scan
 
 
 def scan(

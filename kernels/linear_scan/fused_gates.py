@@ -34,10 +34,10 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
-from kernels.linear_scan import config as config_lib
-from kernels.linear_scan import time_loop
-from kernels.linear_scan.common import SUPPORTED_DTYPES
-from kernels.linear_scan.time_loop import index, load, store
+from minrnn.kernels.linear_scan import config as config_lib
+from minrnn.kernels.linear_scan import time_loop
+from minrnn.kernels.linear_scan.common import SUPPORTED_DTYPES
+from minrnn.kernels.linear_scan.time_loop import index, load, store
 
 BlockConfig = config_lib.BlockConfig
 # Elementwise map from `n` float32 pre-activations to the float32 coefficients `(a, b)`.

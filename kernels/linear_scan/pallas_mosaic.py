@@ -36,8 +36,8 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import mosaic_gpu as plgpu
 
-from kernels.linear_scan import common
-from kernels.linear_scan import config as config_lib
+from minrnn.kernels.linear_scan import common
+from minrnn.kernels.linear_scan import config as config_lib
 
 MosaicConfig = config_lib.MosaicConfig
 

@@ -25,10 +25,10 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from kernels.linear_scan import common
-from kernels.linear_scan import config as config_lib
-from kernels.linear_scan import time_loop
-from kernels.linear_scan.time_loop import index, load, store
+from minrnn.kernels.linear_scan import common
+from minrnn.kernels.linear_scan import config as config_lib
+from minrnn.kernels.linear_scan import time_loop
+from minrnn.kernels.linear_scan.time_loop import index, load, store
 
 BlockConfig = config_lib.BlockConfig
 

@@ -1,6 +1,6 @@
 """GPU benchmark of SRU: our fused Pallas kernel against the official `sru` CUDA kernel and cuDNN.
 
-    python -m kernels.sru.benchmark [--lengths 512 4096] [--dtypes float32 bfloat16]
+    python -m minrnn.kernels.sru.benchmark [--lengths 512 4096] [--dtypes float32 bfloat16]
                                     [--out experiments/results/sru]
 
 Cases, all batch-major B=64, D=256 by default, forward and forward+backward (the gradient of
@@ -36,8 +36,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kernels import benchmarking as bm
-from kernels.sru import KernelConfig, sru_recurrence
+from minrnn.kernels import benchmarking as bm
+from minrnn.kernels.sru import KernelConfig, sru_recurrence
 
 SUITE = "sru"
 SWEEP = (

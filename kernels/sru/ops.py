@@ -18,8 +18,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from kernels.sru import reference
-from kernels.sru.pallas_triton import KernelConfig, sru_backward, sru_forward
+from minrnn.kernels.sru import reference
+from minrnn.kernels.sru.pallas_triton import KernelConfig, sru_backward, sru_forward
 
 IMPLEMENTATIONS = ("pallas", "sequential")
 

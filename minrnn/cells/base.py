@@ -225,7 +225,7 @@ class LinearRecurrentCell(nnx.RNNCellBase):
           "implementation='pallas_fused'. Choose a linear-scan path such as 'pallas' or "
           "'associative', or give the cell a gates() method.")
     # Imported on first use, as minrnn.ops does for "pallas": CPU-only users never need Pallas.
-    from kernels.linear_scan import gated_linear_scan
+    from minrnn.kernels.linear_scan import gated_linear_scan
 
     batch, time, _ = x.shape
     # The joint projection split by a free reshape (no copies), in its compute dtype: bfloat16

@@ -12,7 +12,7 @@
 widths match, else the fourth projected matrix `u3`; `has_skip_term=False` drops the highway
 term (`h = r ⊙ g(c)`, three matrices). The gates see `c_{t−1}` only elementwise, so the
 recurrence is sequential in time but parallel over batch × features (so across devices it
-shards over batch and features only, never over time): `kernels.sru` runs it as
+shards over batch and features only, never over time): `minrnn.kernels.sru` runs it as
 one fused Pallas kernel on GPU (`implementation="pallas"`) or a `jax.lax.scan`
 (`"sequential"`). Options and initialisation follow the official `sru` package (2.6): highway
 bias on `b_r`, `rescale`, layer norm before the projection or after the layer
@@ -31,8 +31,8 @@ from flax import nnx
 from flax.nnx.nn import initializers
 from flax.typing import Dtype, Initializer
 
-from kernels.sru import reference
-from kernels.sru.ops import resolve_implementation, sru_recurrence
+from minrnn.kernels.sru import reference
+from minrnn.kernels.sru.ops import resolve_implementation, sru_recurrence
 from minrnn.ops import check_sequence, padding_mask
 
 
@@ -89,7 +89,7 @@ class SRUCell(nnx.RNNCellBase):
   Official options not supported: `v1` (the deprecated first SRU form, to be removed upstream),
   `custom_m` (a user module computing `U`, and optionally per-step `v`: here SRU++ in
   `minrnn.cells.srupp` puts attention in the projection, and any other projection can call
-  `kernels.sru.sru_recurrence` directly; per-step `v` is not in the kernel), and
+  `minrnn.kernels.sru.sru_recurrence` directly; per-step `v` is not in the kernel), and
   `amp_recurrence_fp16` (the recurrence is always float32 here; bfloat16 inputs are widened in
   the kernel).
   """

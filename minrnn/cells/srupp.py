@@ -7,7 +7,7 @@ SRU computes its gate inputs `U = x W` with one matmul. SRU++ replaces that matm
     A = softmax(Q Kᵀ / sqrt(proj) + causal mask) V
     U = W_o LayerNorm(Q + α·A)              (α a learned scalar, initialised at 0)
 
-and then runs SRU's elementwise recurrence on `U` (`kernels.sru`). With α = 0 a new layer starts
+and then runs SRU's elementwise recurrence on `U` (`minrnn.kernels.sru`). With α = 0 a new layer starts
 as an SRU with a low-rank projection. Layers without attention use `U = W_o LayerNorm(W_q x)`.
 For long-context language modelling the keys and values also cover the previous segment's
 inputs (the attention memory), as in Transformer-XL; the memory is part of the layer state,
@@ -29,7 +29,7 @@ import jax.numpy as jnp
 from flax import nnx
 from flax.typing import Dtype
 
-from kernels.sru.ops import resolve_implementation, sru_recurrence
+from minrnn.kernels.sru.ops import resolve_implementation, sru_recurrence
 from minrnn.ops import check_sequence
 
 # {"c": float32 (batch, hidden), "memory": float32 (batch, memory_length, in) or None,

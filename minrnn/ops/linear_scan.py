@@ -14,7 +14,7 @@ Execution paths (`implementation=`):
   positivity requirement and larger rounding error on long sequences.
 - `"sequential"`: `jax.lax.scan`, one step at a time.
 - `"pallas"`: the fused GPU kernel in `kernels/linear_scan` (interpreted off GPU, for tests):
-  the Triton-lowered kernels, or the Mosaic GPU ones when `kernels.linear_scan.config.BACKEND`
+  the Triton-lowered kernels, or the Mosaic GPU ones when `minrnn.kernels.linear_scan.config.BACKEND`
   is "mosaic" (the one switch between them).
 - `"pallas_fused"`: the GPU kernel that also computes the gates from a cell's pre-activations
   (`kernels/linear_scan/fused_gates.py`). It takes pre-activations, not `(a, b)`, so only a
@@ -263,7 +263,7 @@ def _sequential(a, b, h0, reverse):
 
 def _pallas(a, b, h0, reverse):
   # Imported on first use: the kernel package pulls in Pallas, which CPU-only users never need.
-  from kernels.linear_scan import scan as pallas_scan
+  from minrnn.kernels.linear_scan import scan as pallas_scan
 
   return pallas_scan(a, b, h0, reverse=reverse)
 
