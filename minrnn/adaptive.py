@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from flax import nnx
 from flax.typing import Dtype
 
-from minrnn.chunked_softmax import check_chunk_size, map_chunks
+from minrnn.ops.chunked_softmax import check_chunk_size, map_chunks
 
 
 # Positions scored at once by `AdaptiveEmbedding.target_log_probs`.

@@ -24,9 +24,8 @@ from flax import nnx
 from flax.typing import Dtype
 
 from minrnn import blocks
-from minrnn.cells.base import LOG_SPACE_IMPLEMENTATIONS
 from minrnn.ops import check_sequence
-from minrnn.ops.linear_scan import linear_scan
+from minrnn.ops.linear_scan import Inputs, linear_scan, resolve
 
 # {"conv": (batch, conv_kernel_size - 1, inner) recent conv inputs,
 #  "ssm": float32 (batch, inner, state_size)}.
@@ -114,12 +113,12 @@ class Mamba(nnx.Module):
     in the compute dtype.
     """
     check_sequence(x, self.in_features)
-    implementation = implementation or self.implementation
-    if implementation in LOG_SPACE_IMPLEMENTATIONS:
+    implementation = self.implementation if implementation is None else implementation
+    if resolve(implementation).inputs is not Inputs.COEFFICIENTS:
       raise ValueError(
-          f"implementation={implementation!r} works in log space and needs positive inputs; "
-          "Mamba's inputs to the scan can be negative. Use 'associative', 'sequential', "
-          "'pallas' or None.")
+          f"implementation={implementation!r} does not scan given coefficients (a, b) in linear "
+          "space (log-space paths need positive inputs, Mamba's can be negative; fused gates "
+          "are for minGRU/minLSTM). Use 'associative', 'sequential', 'pallas' or None.")
     if carry is None:
       carry = self.initialize_carry((x.shape[0], self.in_features))
     xs, z, C, a, b, window = self._ssm_inputs(x, carry["conv"])

@@ -19,7 +19,7 @@ from flax import nnx
 from flax.typing import Dtype
 
 from minrnn.blocks import BlockState, ResidualBlock
-from minrnn.chunked_softmax import check_chunk_size, scored_targets
+from minrnn.ops.chunked_softmax import check_chunk_size, scored_targets
 from minrnn.srupp import build_srupp_model
 from minrnn.transformer import TransformerLM
 
@@ -156,9 +156,11 @@ def dtype_from_name(name: str) -> Dtype:
   return _DTYPES[name]
 
 
-def build_model(model: Any, vocab_size: int, seed: int) -> LanguageModel | TransformerLM:
+def build_model(model: Any, vocab_size: int, seed: int, implementation: Any = None
+                ) -> LanguageModel | TransformerLM:
   """A `LanguageModel` from a config's `model` section (see `configs/`); with
-  `model.cell = "transformer"` the attention baseline `minrnn.transformer.TransformerLM`."""
+  `model.cell = "transformer"` the attention baseline `minrnn.transformer.TransformerLM`.
+  `implementation` (a scan path or spec) replaces `model.implementation` when given."""
   if model.cell == "transformer":
     # Attention is not a recurrent cell: it has its own model, built from the same section.
     return TransformerLM(
@@ -169,6 +171,7 @@ def build_model(model: Any, vocab_size: int, seed: int) -> LanguageModel | Trans
   if model.cell == "srupp":
     # SRU++ puts attention inside the recurrence's input projection: its own model.
     return build_srupp_model(model, vocab_size, seed, dtype_from_name(model.dtype))
+  implementation = model.implementation if implementation is None else implementation
   return LanguageModel(
       vocab_size,
       features=model.features,
@@ -179,7 +182,7 @@ def build_model(model: Any, vocab_size: int, seed: int) -> LanguageModel | Trans
       mlp_expansion=model.mlp_expansion,
       dropout=model.dropout,
       tie_embeddings=model.tie_embeddings,
-      implementation=model.implementation,
+      implementation=implementation,
       softmax_chunk_size=model.softmax_chunk_size,
       dtype=dtype_from_name(model.dtype),
       rngs=nnx.Rngs(seed),

@@ -64,7 +64,7 @@ from minrnn.checkpointing import Checkpoints
 from minrnn.data import Task, make_task
 from minrnn.metrics import METRICS_FILE, MetricsWriter, read_metrics
 from minrnn.models import LanguageModel, build_model
-from minrnn.ops import sequence_parallel
+from minrnn.ops import SequenceParallel
 from minrnn.optimizer import make_optimizer
 from minrnn.plots import plot_loss_curve
 
@@ -102,7 +102,8 @@ def create_state(config: Any, vocab_size: int, model: nnx.Module | None = None, 
   """A freshly initialised model (unless given) and optimizer state for `config`, laid out
   over `mesh` (by `minrnn.distributed`'s rules) when given."""
   if model is None:
-    model = build_model(config.model, vocab_size, config.seed)
+    model = build_model(config.model, vocab_size, config.seed,
+                        implementation=scan_implementation(config, mesh))
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   tx, schedule = make_optimizer(config.train)
   if mesh is None:
@@ -119,17 +120,21 @@ def _sequence_axis(mesh: jax.sharding.Mesh) -> str | None:
           if mesh.shape.get(distributed.SEQUENCE_AXIS, 1) > 1 else None)
 
 
-def make_mesh(config: Any) -> tuple[jax.sharding.Mesh, Any]:
-  """The device mesh of `config.mesh` (default: all devices on `data`), and `config` with the
-  model's scans sent through the sequence-parallel path when the mesh splits time."""
-  mesh = distributed.make_mesh(config.get("mesh") or distributed.MESH_DEFAULTS)
-  sequence_axis = _sequence_axis(mesh)
-  if sequence_axis is not None:
-    config = config.copy_and_resolve_references()
-    config.model.implementation = sequence_parallel.register(
-        mesh, sequence_axis, implementation=config.model.implementation,
-        batch_axis=distributed.DATA_AXIS if distributed.DATA_AXIS in mesh.axis_names else None)
-  return mesh, config
+def make_mesh(config: Any) -> jax.sharding.Mesh:
+  """The device mesh of `config.mesh` (default: all devices on `data`)."""
+  return distributed.make_mesh(config.get("mesh") or distributed.MESH_DEFAULTS)
+
+
+def scan_implementation(config: Any, mesh: jax.sharding.Mesh | None):
+  """The model's linear-scan path: `config.model.implementation`, sent through the
+  sequence-parallel scan (as each chunk's path) when the mesh splits time."""
+  implementation = config.model.get("implementation")
+  sequence_axis = None if mesh is None else _sequence_axis(mesh)
+  if sequence_axis is None:
+    return implementation
+  return SequenceParallel(
+      mesh, sequence_axis, inner=implementation,
+      batch_axis=distributed.DATA_AXIS if distributed.DATA_AXIS in mesh.axis_names else None)
 
 
 def _jit(step, shardings: distributed.TrainShardings | None, layout, *, batch_arg: int,
@@ -319,9 +324,11 @@ def train(config: Any, workdir: str | pathlib.Path) -> dict[str, Any]:
   tc = config.train
   stop = tc.num_steps if tc.stop_at_step is None else min(tc.stop_at_step, tc.num_steps)
 
-  mesh, config = make_mesh(config)
+  mesh = make_mesh(config)
   task = make_task(config.data, config.seed)
-  model = task.build_model(config.model, config.seed) if hasattr(task, "build_model") else None
+  model = (task.build_model(config.model, config.seed,
+                            implementation=scan_implementation(config, mesh))
+           if hasattr(task, "build_model") else None)
   state = create_state(config, getattr(task, "vocab_size", None), model, mesh=mesh)
   checkpoints = Checkpoints(workdir / CHECKPOINT_DIR, keep=tc.keep_checkpoints)
   best = Checkpoints(workdir / BEST_DIR, keep=1)

@@ -18,7 +18,7 @@ from flax import nnx
 from flax.typing import Dtype
 
 from minrnn.blocks import GatedMLP
-from minrnn.chunked_softmax import check_chunk_size, scored_targets
+from minrnn.ops.chunked_softmax import check_chunk_size, scored_targets
 
 
 def rotary(x: jax.Array, base: float = 10_000.0) -> jax.Array:

@@ -53,8 +53,8 @@ FLOOR_ARRAYS = {("scan", "fwd"): 3, ("scan", "fwd+bwd"): 8, ("layer", "fwd"): 2,
 PANELS = (("scan", "fwd+bwd", "float32", 64, 256), ("scan", "fwd+bwd", "bfloat16", 64, 256),
           ("minGRU", "fwd+bwd", "float32", 64, 256), ("minLSTM", "fwd+bwd", "float32", 64, 256))
 TUNE_SHAPES = ((64, 4096, 256, "float32"), (64, 4096, 256, "bfloat16"))
-# The scan suite's names of the Pallas kernels' backends (`minrnn.kernels.linear_scan.scan(backend=)`).
-PALLAS_BACKENDS = {"pallas": "triton", "pallas_mosaic": "mosaic"}
+# The scan suite's names of the Pallas kernels -> their `minrnn.ops.linear_scan` paths.
+PALLAS_BACKENDS = {"pallas": "pallas_triton", "pallas_mosaic": "pallas_mosaic"}
 
 
 def _ints(text: str) -> list[int]:
@@ -94,7 +94,6 @@ def _jax_cases(args):
   import jax.numpy as jnp
   from flax import nnx
 
-  from minrnn.kernels.linear_scan import scan as pallas_scan
   from minrnn import cells
   from minrnn.ops import linear_scan as dispatch_scan
 
@@ -111,7 +110,7 @@ def _jax_cases(args):
 
   def scan_fn(impl):
     if impl in PALLAS_BACKENDS:
-      return lambda a, b: pallas_scan(a, b, backend=PALLAS_BACKENDS[impl])[0]
+      return lambda a, b: dispatch_scan(a, b, implementation=PALLAS_BACKENDS[impl])[0]
     return lambda a, b: dispatch_scan(a, b, implementation=impl)[0].astype(a.dtype)
 
   def with_mode(fn, mode, num_primals):

@@ -73,7 +73,7 @@ def minlstm(x, kernel, bias, h0, normalize=True):
 
 def sru(u, x, weight_c, bias, c0, lengths, scale_x, reverse, use_tanh=False,
         has_skip_term=True):
-  """SRU's recurrence after the projection (`minrnn.kernels.sru.sru_recurrence`'s arguments); returns
+  """SRU's recurrence after the projection (`minrnn.ops.sru.sru_recurrence`'s arguments); returns
   (h, c_last). Steps past `lengths[b]` are skipped (c kept, h zero); direction 1 runs backward
   in time, and `reverse` flips both."""
   u, weight_c, bias, c0 = (np.asarray(a, np.float64) for a in (u, weight_c, bias, c0))

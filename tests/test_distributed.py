@@ -37,7 +37,7 @@ from minrnn import distributed, run_config
 from minrnn import train as train_lib
 from minrnn.metrics import METRICS_FILE, read_metrics, series
 from minrnn.models import LanguageModel
-from minrnn.ops import sequence_parallel
+from minrnn.ops import SequenceParallel
 
 _REPO = pathlib.Path(__file__).resolve().parents[1]
 _SUBPROCESS_TIMEOUT_S = 240
@@ -109,8 +109,8 @@ def _train(mesh, sequence_axis: str | None = None) -> dict:
   final parameters (host arrays) and the shardings they had."""
   implementation = None
   if sequence_axis is not None:
-    implementation = sequence_parallel.register(mesh, sequence_axis, batch_axis="data",
-                                                implementation="associative")
+    implementation = SequenceParallel(mesh, sequence_axis, batch_axis="data",
+                                      inner="associative")
   graphdef, params = nnx.split(_model(implementation), nnx.Param)
   tx = _optimizer()
   shardings = distributed.train_shardings(mesh, params, tx, sequence_axis=sequence_axis)

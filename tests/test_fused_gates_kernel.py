@@ -18,7 +18,7 @@ import cuda_lowering
 import oracle
 from minrnn.kernels.linear_scan import BlockConfig, gated_linear_scan, reference
 from minrnn.cells import LinearRecurrentCell, MinGRU, MinLSTM, mingru, minlstm
-from minrnn.ops import DEFAULT_ORDER, linear_scan, resolve_implementation
+from minrnn.ops import DEFAULT_ORDER, linear_scan, resolve_name
 
 # As for the plain kernel: float32 lands near 1e-7; bfloat16 inputs and outputs (and the saved
 # bfloat16 states the backward kernel reads) carry relative rounding 2**-9 per element.
@@ -239,11 +239,11 @@ def test_cell_fused_path_matches_associative(name, lengths, reverse):
 
 
 def test_fused_path_is_opt_in_and_validated_by_the_dispatcher():
-  assert "pallas_fused" not in DEFAULT_ORDER
-  assert resolve_implementation(None, platform="gpu") == "pallas"
-  assert resolve_implementation("pallas_fused") == "pallas_fused"
+  assert all("pallas_fused" not in order for order in DEFAULT_ORDER.values())
+  assert resolve_name(None, platform="gpu") == "pallas_triton"
+  assert resolve_name("pallas_fused") == "pallas_fused"
   with pytest.raises(ValueError, match="pallas_fused"):
-    resolve_implementation("pallas_fuse")
+    resolve_name("pallas_fuse")
   a = jnp.full((1, 3, 2), 0.5)
   with pytest.raises(ValueError, match="cannot scan given coefficients"):
     linear_scan(a, a, implementation="pallas_fused")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import oracle
-from minrnn.ops import linear_scan, log_linear_scan, resolve_implementation
+from minrnn.ops import linear_scan, log_linear_scan, resolve_name
 
 # The Pallas path has its own tests (tests/test_linear_scan_kernel.py): interpreted on CPU it is
 # too slow to sweep here.
@@ -121,9 +121,10 @@ def test_long_sequence_stays_finite(implementation, rtol):
 
 
 def test_default_path_depends_on_platform():
-  assert resolve_implementation(None, platform="cpu") == "associative"
-  assert resolve_implementation(None, platform="gpu") == "pallas"
-  assert resolve_implementation("log") == "log"
+  assert resolve_name(None, platform="cpu") == "associative"
+  assert resolve_name(None, platform="gpu") == "pallas_triton"
+  assert resolve_name("pallas") == "pallas_triton"
+  assert resolve_name("log") == "log"
 
 
 @pytest.mark.parametrize("args,kwargs,error,match", [

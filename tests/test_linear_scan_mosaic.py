@@ -16,7 +16,7 @@ import pytest
 import cuda_lowering
 import scan_kernel_checks
 from minrnn.kernels.linear_scan import config as config_lib
-from minrnn.kernels.linear_scan import MosaicConfig, mosaic_linear_scan, scan
+from minrnn.kernels.linear_scan import MosaicConfig, mosaic_linear_scan
 
 INTERPRET = scan_kernel_checks.INTERPRET
 
@@ -70,20 +70,20 @@ def test_no_initial_state_means_zeros():
   np.testing.assert_array_equal(h_last, h_last_zero)
 
 
-def test_dispatcher_runs_the_chosen_backend(monkeypatch):
+def test_dispatcher_runs_the_named_kernel():
   from minrnn.ops import linear_scan as dispatch
 
   a, b, h0, _, _ = scan_kernel_checks.inputs((1, 6, 128), jnp.float32, 6)
   h_ref, h_last_ref = dispatch(a, b, h0, implementation="associative")
-  for backend, kernel in (("triton", "linear_scan_forward"),
-                          ("mosaic", "linear_scan_mosaic_forward")):
-    monkeypatch.setattr(config_lib, "BACKEND", backend)
-    run = lambda a, b, h0: dispatch(a, b, h0, implementation="pallas")
+  for name, kernel in (("pallas_triton", "linear_scan_forward"),
+                       ("pallas", "linear_scan_forward"),
+                       ("pallas_mosaic", "linear_scan_mosaic_forward")):
+    run = lambda a, b, h0: dispatch(a, b, h0, implementation=name)
     assert kernel in str(jax.make_jaxpr(run)(a, b, h0))
     h, h_last = run(a, b, h0)
     assert scan_kernel_checks.rel(h, h_ref) < 1e-5 and scan_kernel_checks.rel(h_last, h_last_ref) < 1e-5
-  with pytest.raises(ValueError, match="backend 'cuda'.*triton"):
-    scan(a, b, backend="cuda")
+  with pytest.raises(ValueError, match="'pallas_cuda'.*pallas_mosaic"):
+    dispatch(a, b, implementation="pallas_cuda")
 
 
 def test_config_errors_say_what_to_change():

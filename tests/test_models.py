@@ -8,7 +8,7 @@ import optax
 import pytest
 from flax import nnx
 
-from minrnn import chunked_softmax
+from minrnn.ops import chunked_softmax
 from minrnn.models import LanguageModel
 from minrnn.transformer import TransformerLM
 

@@ -21,8 +21,7 @@ import pytest
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from minrnn.ops import linear_scan
-from minrnn.ops import sequence_parallel as sp
+from minrnn.ops import SequenceParallel, linear_scan
 
 _REPO = pathlib.Path(__file__).resolve().parents[1]
 _NUM_DEVICES = 8
@@ -86,9 +85,8 @@ def _scan_checks(mesh_for) -> dict[str, float]:
   for chunks, reverse, batch_axis, inner in _SCAN_CASES:
     mesh = mesh_for(chunks, batch_axis)
     reference = references[reverse]
-    sharded = loss(lambda a, b, h0: sp.sequence_parallel_linear_scan(
-        a, b, h0, mesh=mesh, axis_name="sequence", batch_axis=batch_axis, reverse=reverse,
-        implementation=inner))
+    spec = SequenceParallel(mesh, "sequence", batch_axis=batch_axis, inner=inner)
+    sharded = loss(lambda a, b, h0: linear_scan(a, b, h0, reverse=reverse, implementation=spec))
     (_, values), grads = sharded(a, b, h0)
     (_, ref_values), ref_grads = reference(a, b, h0)
     name = f"chunks={chunks},reverse={reverse},batch_axis={batch_axis},inner={inner}"
@@ -98,11 +96,11 @@ def _scan_checks(mesh_for) -> dict[str, float]:
 
 
 def _cell_checks(mesh) -> dict[str, float]:
-  """minGRU/minLSTM `scan` through the registered path against the plain scan: outputs, final
+  """minGRU/minLSTM `scan` through the sequence-parallel path against the plain scan: outputs, final
   carry and parameter gradients, with an initial carry, padding and reverse."""
   from minrnn.cells import MinGRU, MinLSTM
 
-  name = sp.register(mesh, "sequence", implementation="associative")
+  name = SequenceParallel(mesh, "sequence", inner="associative")
   x = jax.random.normal(jax.random.key(1), (2, 16, 3))
   carry = jax.random.uniform(jax.random.key(2), (2, 5), minval=0.1, maxval=1.0)
   seq_lengths = jnp.array([16, 11])
@@ -130,7 +128,7 @@ def _model_checks(mesh) -> dict[str, float]:
   """A 2-layer minGRU LM on tokens sharded over time: logits and gradients as unsharded."""
   from minrnn.models import LanguageModel
 
-  name = sp.register(mesh, "sequence", implementation="associative")
+  name = SequenceParallel(mesh, "sequence", inner="associative")
   tokens = jax.random.randint(jax.random.key(3), (2, 16), 0, 11)
 
   def loss_fn(implementation):
@@ -155,7 +153,7 @@ def _model_checks(mesh) -> dict[str, float]:
 def _error_checks(mesh) -> dict[str, str]:
   x = jnp.ones((2, 12, 3))
   try:
-    sp.sequence_parallel_linear_scan(x, x, mesh=mesh, axis_name="sequence")
+    linear_scan(x, x, implementation=SequenceParallel(mesh, "sequence"))
     return {"indivisible_time": ""}
   except ValueError as e:
     return {"indivisible_time": str(e)}
@@ -199,7 +197,7 @@ def test_matches_unsharded_scan(multi_device, case):
 
 
 @pytest.mark.parametrize("case", _CELL_CASES, ids=str)
-def test_cells_accept_registered_path(multi_device, case):
+def test_cells_accept_the_sequence_parallel_path(multi_device, case):
   """Outputs, final carry and parameter gradients with an initial carry and padding."""
   cell_name, reverse = case
   result = multi_device["cells"][f"{cell_name},reverse={reverse}"]
@@ -224,8 +222,8 @@ def test_single_device_mesh_is_the_plain_scan():
   a = jnp.full((1, 4, 2), 0.5)
   b = jnp.arange(8.0).reshape(1, 4, 2)
   h0 = jnp.ones((1, 2))
-  h, h_last = sp.sequence_parallel_linear_scan(a, b, h0, mesh=mesh, axis_name="sequence",
-                                               implementation="sequential")
+  h, h_last = linear_scan(a, b, h0,
+                          implementation=SequenceParallel(mesh, "sequence", inner="sequential"))
   ref_h, ref_last = linear_scan(a, b, h0, implementation="sequential")
   np.testing.assert_allclose(h, ref_h, rtol=1e-6)
   np.testing.assert_allclose(h_last, ref_last, rtol=1e-6)
@@ -235,14 +233,17 @@ def test_bad_arguments_are_clear_errors():
   mesh = jax.make_mesh((1,), ("sequence",), axis_types=(jax.sharding.AxisType.Auto,))
   x = jnp.ones((2, 4, 3))
   with pytest.raises(ValueError, match="'time' is not an axis of the mesh"):
-    sp.sequence_parallel_linear_scan(x, x, mesh=mesh, axis_name="time")
+    SequenceParallel(mesh, axis_name="time")
   with pytest.raises(ValueError, match="different mesh axes"):
-    sp.sequence_parallel_linear_scan(x, x, mesh=mesh, axis_name="sequence",
-                                     batch_axis="sequence")
+    SequenceParallel(mesh, "sequence", batch_axis="sequence")
   with pytest.raises(ValueError, match=r"h0 must have shape \(batch, features\)"):
-    sp.sequence_parallel_linear_scan(x, x, jnp.ones((3,)), mesh=mesh, axis_name="sequence")
+    linear_scan(x, x, jnp.ones((3,)), implementation=SequenceParallel(mesh, "sequence"))
   with pytest.raises(ValueError, match="cannot scan its chunks with itself"):
-    sp.register(mesh, "sequence", implementation=sp.DEFAULT_NAME)
+    SequenceParallel(mesh, "sequence", inner=SequenceParallel(mesh, "sequence"))
+  with pytest.raises(ValueError, match="needs a device mesh.*SequenceParallel"):
+    linear_scan(x, x, implementation="sequence_parallel")
+  with pytest.raises(ValueError, match="computes a cell's gates"):
+    linear_scan(x, x, implementation=SequenceParallel(mesh, "sequence", inner="pallas_fused"))
 
 
 if __name__ == "__main__":

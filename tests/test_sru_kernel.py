@@ -13,7 +13,8 @@ import pytest
 
 import cuda_lowering
 import oracle
-from minrnn.kernels.sru import KernelConfig, resolve_implementation, sru_recurrence
+from minrnn.kernels.sru import KernelConfig
+from minrnn.ops.sru import resolve, sru_recurrence
 
 # Small blocks and chunks keep interpret mode quick and still exercise the chunked time loop
 # (two chunks of 2 steps and a remainder step for T = 5) and several feature blocks.
@@ -164,8 +165,8 @@ def test_bad_inputs_raise_clear_errors():
 
 
 def test_default_implementation_follows_the_platform():
-  assert resolve_implementation(None, "gpu") == "pallas"
-  assert resolve_implementation(None, "cpu") == "sequential"
+  assert resolve(None, "gpu").name == "pallas"
+  assert resolve(None, "cpu").name == "sequential"
 
 
 @pytest.mark.gpu

@@ -3,7 +3,7 @@
     python experiments/scaling/sequence_parallel_overhead.py                 # CPU devices 1,2,4,8
     python experiments/scaling/sequence_parallel_overhead.py --platform gpu --devices 1,2,4,8
 
-For each device count n, the forward+backward of `sequence_parallel_linear_scan` with time split
+For each device count n, the forward+backward of the sequence-parallel `linear_scan` with time split
 n ways (one fixed global shape: strong scaling) against the plain `linear_scan` on one device,
 same chunk path, same shape. On CPU the "devices" are XLA host devices that share the machine's
 cores, so the ratio measures the added work and the exchange, not a speed-up; on GPUs it is
@@ -51,8 +51,7 @@ def main(argv=None) -> None:
 
   from minrnn.kernels import benchmarking
   from minrnn.distributed import make_mesh
-  from minrnn.ops import linear_scan
-  from minrnn.ops.sequence_parallel import sequence_parallel_linear_scan
+  from minrnn.ops import SequenceParallel, linear_scan
 
   if jax.device_count() < max(counts):
     raise SystemExit(f"Asked for up to {max(counts)} devices; this machine has "
@@ -74,8 +73,9 @@ def main(argv=None) -> None:
                                                       implementation=args.implementation))}
   for n in counts:
     mesh = make_mesh({"sequence": n}, jax.devices()[:n])
-    functions[n] = fwd_bwd(lambda a, b, h0, mesh=mesh: sequence_parallel_linear_scan(
-        a, b, h0, mesh=mesh, axis_name="sequence", implementation=args.implementation))
+    spec = SequenceParallel(mesh, "sequence", inner=args.implementation)
+    functions[n] = fwd_bwd(lambda a, b, h0, spec=spec: linear_scan(a, b, h0,
+                                                                   implementation=spec))
   # Rounds that each time every case once: a busy shared machine slows whole stretches of time,
   # and the best round of each case is the least disturbed.
   times = {n: [] for n in functions}

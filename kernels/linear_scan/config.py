@@ -101,13 +101,6 @@ def default_interpret() -> bool:
   return jax.default_backend() != "gpu"
 
 
-# Which kernels `implementation="pallas"` of `minrnn.ops.linear_scan` runs: "triton" (the
-# Triton-lowered kernels, `pallas_triton.py`) or "mosaic" (the Mosaic GPU kernels,
-# `pallas_mosaic.py`). The one switch between them; see NOTES.md for the measurement that decides
-# the default. Set it before the scan is traced, e.g. `config.BACKEND = "mosaic"`.
-BACKEND = "triton"
-BACKENDS = ("triton", "mosaic")
-
 # Shared memory per thread block on Hopper (227 KiB usable of 228 KiB).
 _HOPPER_SMEM_BYTES = 227 * 1024
 # Threads of a Mosaic GPU warpgroup; each owns `block_d / 128` features of a tile.

@@ -37,7 +37,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from minrnn.kernels import benchmarking as bm
-from minrnn.kernels.sru import KernelConfig, sru_recurrence
+from minrnn.kernels.sru import KernelConfig
+from minrnn.ops.sru import sru_recurrence
 
 SUITE = "sru"
 SWEEP = (

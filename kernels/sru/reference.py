@@ -54,7 +54,7 @@ def sru_recurrence(
     has_skip_term: bool = True,
     reverse: bool = False,
 ) -> tuple[jax.Array, jax.Array]:
-  """Reference SRU recurrence; see `minrnn.kernels.sru.ops.sru_recurrence` for the arguments.
+  """Reference SRU recurrence; see `minrnn.ops.sru.sru_recurrence` for the arguments.
 
   Args:
     u: `(batch, time, directions, k, hidden)` projected inputs, k = 3 or 4.

@@ -14,11 +14,14 @@ The mode is chosen by which method is called, never by the sequence length. A ce
 can also run `scan(..., implementation="pallas_fused")`, which computes the gates inside the
 Pallas scan kernel (`kernels/linear_scan/fused_gates.py`) so that `a`, `b` never go through
 device memory.
+
+Every cell of minrnn (these, SRU, the GRU/LSTM baselines) follows `ScanCell`; the `Recurrent`
+layer of `minrnn.layers` wraps any of them into the temporal-layer interface of the models.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -27,18 +30,37 @@ from flax.nnx.nn import initializers
 from flax.typing import Dtype, Initializer
 
 from minrnn.ops import check_sequence, flip_sequences, padding_mask
-from minrnn.ops.linear_scan import (
-    FUSED_GATE_IMPLEMENTATIONS,
-    linear_scan,
-    log_linear_scan,
-    resolve_implementation,
-)
+from minrnn.ops.linear_scan import ImplementationName, Inputs, linear_scan, log_linear_scan
+from minrnn.ops.linear_scan import resolve as resolve_implementation
 
-# Paths that run the scan on (log a, log b); the cells hand them their log-space coefficients.
-LOG_SPACE_IMPLEMENTATIONS = ("log", "heinsen")
 # Stands in for log(0) at padded steps: exp() of it is exactly 0 and, unlike -inf, it keeps
 # cumulative log-sum-exp gradients finite.
 _LOG_ZERO = -1e30
+
+
+class ScanCell(Protocol):
+  """The cell contract: Flax's recurrent-cell convention plus a whole-sequence `scan`.
+
+  Attributes:
+    in_features: input width.
+    out_features: output width (the state's, or both directions' for a bidirectional SRU).
+  """
+
+  in_features: int
+  out_features: int
+
+  def initialize_carry(self, input_shape: tuple[int, ...], rngs: Any = None) -> Any:
+    """The state before the first step for inputs `input_shape = (batch, in_features)`."""
+
+  def __call__(self, carry: Any, x: jax.Array) -> tuple[Any, jax.Array]:
+    """One step: x `(batch, in_features)` -> `(carry, y)`, y `(batch, out_features)`."""
+
+  def scan(self, x: jax.Array, carry: Any = None, *, seq_lengths: jax.Array | None = None,
+           reverse: bool = False, implementation: Any = None, rngs: nnx.Rngs | None = None
+           ) -> tuple[Any, jax.Array]:
+    """A whole sequence x `(batch, time, in_features)` -> `(carry, y)`, y
+    `(batch, time, out_features)`; padded steps (t >= seq_lengths) keep the carry and give
+    zero outputs; `rngs` turns on the cell's own dropout, if it has any."""
 
 
 def _check_step_input(x: jax.Array, features: int) -> None:
@@ -102,6 +124,10 @@ class LinearRecurrentCell(nnx.RNNCellBase):
     self.initial_state = (
         nnx.Param(jnp.zeros((hidden_features,), param_dtype)) if learn_initial_state else None)
 
+  @property
+  def out_features(self) -> int:
+    return self.hidden_features
+
   def projections(self, x: jax.Array) -> list[jax.Array]:
     """The `num_projections` float32 pre-activations `(..., hidden_features)` of `x`."""
     return jnp.split(self.proj(x).astype(jnp.float32), self.num_projections, axis=-1)
@@ -161,7 +187,8 @@ class LinearRecurrentCell(nnx.RNNCellBase):
       *,
       seq_lengths: jax.Array | None = None,
       reverse: bool = False,
-      implementation: str | None = None,
+      implementation: ImplementationName = None,
+      rngs: nnx.Rngs | None = None,
   ) -> tuple[jax.Array, jax.Array]:
     """A whole sequence in parallel.
 
@@ -172,29 +199,34 @@ class LinearRecurrentCell(nnx.RNNCellBase):
       seq_lengths: optional int `(batch,)`: the carry stops at each row's end, padded outputs
         are zero, and `reverse` runs over each row's valid part only.
       reverse: process time from the end to the start.
-      implementation: a `minrnn.ops.linear_scan` path; defaults to the cell's, then the
-        platform's.
+      implementation: a `minrnn.ops.linear_scan` path (name or spec); defaults to the cell's,
+        then the platform's.
+      rngs: accepted for the cell interface (`ScanCell`); these cells have no dropout.
 
     Returns:
       `(carry, y)`: the final float32 state `(batch, hidden_features)` and all states
       `(batch, time, hidden_features)` in the compute dtype.
     """
+    del rngs
     check_sequence(x, self.in_features)
     if carry is None:
       carry = self.initialize_carry((x.shape[0], self.in_features))
-    implementation = resolve_implementation(implementation or self.implementation)
-    if implementation in FUSED_GATE_IMPLEMENTATIONS:
+    path = resolve_implementation(
+        self.implementation if implementation is None else implementation)
+    if path.inputs is Inputs.GATES:
       # The kernel handles padding and reverse itself: no flipping needed.
       return self._fused_scan(x, carry, seq_lengths, reverse)
     if reverse and seq_lengths is not None:
       # Reversing within each row keeps the padding at the end, where the mask expects it.
-      carry, y = self.scan(x=flip_sequences(x, seq_lengths), carry=carry,
-                           seq_lengths=seq_lengths, implementation=implementation)
+      carry, y = self._scan(flip_sequences(x, seq_lengths), carry, seq_lengths, False, path)
       return carry, flip_sequences(y, seq_lengths)
+    return self._scan(x, carry, seq_lengths, reverse, path)
 
+  def _scan(self, x, carry, seq_lengths, reverse, path):
+    """`scan` on a resolved path, padding at the end of each row."""
     mask = None if seq_lengths is None else padding_mask(seq_lengths, x.shape[1])[..., None]
     carry = carry.astype(jnp.float32)
-    if implementation in LOG_SPACE_IMPLEMENTATIONS:
+    if path.inputs is Inputs.LOGS:
       log_a, log_b = self.log_coefficients(x)
       # Fold the carry into the first step in linear space: a zero carry has no logarithm.
       first = -1 if reverse else 0
@@ -203,7 +235,7 @@ class LinearRecurrentCell(nnx.RNNCellBase):
       if mask is not None:
         log_a = jnp.where(mask, log_a, 0.0)
         log_b = jnp.where(mask, log_b, _LOG_ZERO)
-      log_h, _ = log_linear_scan(log_a, log_b, reverse=reverse, implementation=implementation)
+      log_h, _ = log_linear_scan(log_a, log_b, reverse=reverse, implementation=path.name)
       h = jnp.exp(log_h)
       h_last = h[:, 0] if reverse else h[:, -1]
     else:
@@ -211,7 +243,8 @@ class LinearRecurrentCell(nnx.RNNCellBase):
       if mask is not None:
         a = jnp.where(mask, a, 1.0)
         b = jnp.where(mask, b, 0.0)
-      h, h_last = linear_scan(a, b, carry, reverse=reverse, implementation=implementation)
+      h, h_last = linear_scan(a, b, carry, reverse=reverse,
+                              implementation=path.mesh or path.name)
     if mask is not None:
       h = jnp.where(mask, h, 0.0)
     return h_last, h.astype(self._output_dtype(x))
@@ -243,13 +276,19 @@ class SequentialScan:
   `"sequential"`. Used for the traditional GRU and LSTM baselines.
   """
 
+  @property
+  def out_features(self) -> int:
+    return self.hidden_features
+
   def initialize_carry(self, input_shape, rngs=None):
     """Flax's initial carry; keys are optional, as they are for minrnn's own cells."""
     # Flax's cells ask for keys even for their default all-zeros carry.
     return super().initialize_carry(input_shape, nnx.Rngs(0) if rngs is None else rngs)
 
-  def scan(self, x, carry=None, *, seq_lengths=None, reverse=False, implementation=None):
+  def scan(self, x, carry=None, *, seq_lengths=None, reverse=False, implementation=None,
+           rngs=None):
     """See `LinearRecurrentCell.scan`; the carry may be a pytree (the LSTM's `(c, h)`)."""
+    del rngs  # No dropout in these cells.
     if implementation not in (None, "sequential"):
       raise ValueError(
           f"{type(self).__name__} only runs sequentially; got implementation="

@@ -32,8 +32,8 @@ from flax.nnx.nn import initializers
 from flax.typing import Dtype, Initializer
 
 from minrnn.kernels.sru import reference
-from minrnn.kernels.sru.ops import resolve_implementation, sru_recurrence
 from minrnn.ops import check_sequence, padding_mask
+from minrnn.ops import sru as sru_ops
 
 
 def _default_weight_c_init(key, shape, dtype=jnp.float32):
@@ -89,7 +89,7 @@ class SRUCell(nnx.RNNCellBase):
   Official options not supported: `v1` (the deprecated first SRU form, to be removed upstream),
   `custom_m` (a user module computing `U`, and optionally per-step `v`: here SRU++ in
   `minrnn.cells.srupp` puts attention in the projection, and any other projection can call
-  `minrnn.kernels.sru.sru_recurrence` directly; per-step `v` is not in the kernel), and
+  `minrnn.ops.sru.sru_recurrence` directly; per-step `v` is not in the kernel), and
   `amp_recurrence_fp16` (the recurrence is always float32 here; bfloat16 inputs are widened in
   the kernel).
   """
@@ -125,7 +125,7 @@ class SRUCell(nnx.RNNCellBase):
     if normalize_after and not layer_norm:
       raise ValueError("normalize_after=True places the layer norm; it needs layer_norm=True.")
     if implementation is not None:
-      resolve_implementation(implementation)
+      sru_ops.resolve(implementation)  # A bad name fails here, not at the first call.
     self.in_features = in_features
     self.hidden_features = hidden_features
     self.bidirectional = bidirectional
@@ -271,7 +271,7 @@ class SRUCell(nnx.RNNCellBase):
     x_seq = None
     if self.has_skip_term and self.num_matrices == 3:
       x_seq = x.astype(dtype).reshape(batch, num_steps, self.directions, self.hidden_features)
-    h, c_last = sru_recurrence(
+    h, c_last = sru_ops.sru_recurrence(
         u, x_seq, self.weight_c[...], self.bias[...],
         carry.reshape(batch, self.directions, self.hidden_features), seq_lengths,
         scale_x=self.scale_x, use_tanh=self.use_tanh, has_skip_term=self.has_skip_term,

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 from flax import nnx
 from flax.typing import Dtype
 
-from minrnn.kernels.sru.ops import resolve_implementation, sru_recurrence
+from minrnn.ops import sru as sru_ops
 from minrnn.ops import check_sequence
 
 # {"c": float32 (batch, hidden), "memory": float32 (batch, memory_length, in) or None,
@@ -164,7 +164,7 @@ class SRUppLayer(nnx.Module):
     if memory_length and not attention:
       raise ValueError("memory_length > 0 needs attention=True: only attention reads memory.")
     if implementation is not None:
-      resolve_implementation(implementation)
+      sru_ops.resolve(implementation)  # A bad name fails here, not at the first call.
     self.in_features = in_features
     self.hidden_features = hidden_features
     self.memory_length = memory_length
@@ -220,7 +220,7 @@ class SRUppLayer(nnx.Module):
       u = self.transform(x_in, rngs=rngs)
     u = u.reshape(batch, num_steps, 1, self.num_matrices, self.hidden_features)
     x_seq = x.astype(dtype)[:, :, None] if self.num_matrices == 3 else None
-    h, c = sru_recurrence(u, x_seq, self.weight_c[...], self.bias[...],
+    h, c = sru_ops.sru_recurrence(u, x_seq, self.weight_c[...], self.bias[...],
                           state["c"][:, None], implementation=self.implementation)
     h = h[:, :, 0]
     if rngs is not None and self.highway_dropout.rate > 0:

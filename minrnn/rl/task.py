@@ -41,13 +41,14 @@ class DecisionTask(D4RLTask):
     super().__init__(**kwargs)
     self.rollouts = rollouts
 
-  def build_model(self, model: Any, seed: int) -> DecisionModel:
+  def build_model(self, model: Any, seed: int, implementation: Any = None) -> DecisionModel:
     return DecisionModel(
         self.state_dim, self.act_dim, features=model.features, num_layers=model.num_layers,
         cell=model.cell, cell_kwargs=dict(model.cell_kwargs), context=self.context,
         max_timestep=self.max_timestep,
         conv_kernel_size=model.conv_kernel_size, mlp_expansion=model.mlp_expansion,
-        dropout=model.dropout, implementation=model.implementation,
+        dropout=model.dropout,
+        implementation=model.implementation if implementation is None else implementation,
         dtype=dtype_from_name(model.dtype), rngs=nnx.Rngs(seed))
 
   def _predict(self, model: DecisionModel, batch, rngs=None) -> jax.Array:

@@ -1,39 +1,66 @@
-"""SRU's elementwise recurrence: input checks, the Pallas kernel's `custom_vjp`, and dispatch.
+"""SRU's elementwise recurrence: input checks and the one table of its execution paths.
 
-Execution paths (`implementation=`):
+Execution paths (`implementation=`), in the frozen table `IMPLEMENTATIONS`:
 
-- `"pallas"`: the fused forward/backward kernels of `pallas_triton.py` (GPU; interpreted on other
-  platforms when asked for explicitly, for tests).
-- `"sequential"`: the `jax.lax.scan` reference of `reference.py`, differentiated by JAX.
+- `"pallas"`: the fused forward/backward kernels of `minrnn/kernels/sru` (compiled on GPU;
+  interpreted on other platforms when asked for explicitly, for tests).
+- `"sequential"`: the `jax.lax.scan` reference of `minrnn/kernels/sru/reference.py`,
+  differentiated by JAX.
 
-`implementation=None` picks `"pallas"` on GPU and `"sequential"` elsewhere. The choice is made in
-Python from `jax.default_backend()`, because `lax.platform_dependent` would still lower the
-Pallas kernel for every platform.
+`implementation=None` takes the first path of `DEFAULT_ORDER[platform]`: the Pallas kernel on
+GPU, the sequential reference elsewhere. The choice is made in Python from
+`jax.default_backend()`, because `lax.platform_dependent` would still lower the Pallas kernel
+for every platform. SRU is not linear in its state, so it has no parallel-in-time path.
 """
 
 from __future__ import annotations
 
-import functools
+import dataclasses
+import types
+from typing import Mapping
 
 import jax
 import jax.numpy as jnp
 
+from minrnn.kernels import sru as kernels
 from minrnn.kernels.sru import reference
-from minrnn.kernels.sru.pallas_triton import KernelConfig, sru_backward, sru_forward
-
-IMPLEMENTATIONS = ("pallas", "sequential")
+from minrnn.kernels.sru.pallas_triton import KernelConfig
 
 
-def resolve_implementation(implementation: str | None = None, platform: str | None = None) -> str:
-  """The path `sru_recurrence` would run: `implementation` checked, or the platform default."""
+@dataclasses.dataclass(frozen=True)
+class Implementation:
+  """One execution path: its name and the JAX backends it runs compiled on (None: all)."""
+
+  name: str
+  platforms: frozenset[str] | None = None
+
+  def supports(self, platform: str) -> bool:
+    return self.platforms is None or platform in self.platforms
+
+
+IMPLEMENTATIONS: Mapping[str, Implementation] = types.MappingProxyType({
+    "pallas": Implementation("pallas", frozenset({"gpu", "cuda"})),
+    "sequential": Implementation("sequential"),
+})
+DEFAULT_ORDER: Mapping[str, tuple[str, ...]] = types.MappingProxyType({
+    "gpu": ("pallas",), "cuda": ("pallas",)})
+FALLBACK = "sequential"
+
+
+def resolve(implementation: str | None = None, platform: str | None = None) -> Implementation:
+  """The table entry `implementation` names, or the platform's default; a ValueError lists the
+  names otherwise."""
   if implementation is not None:
     if implementation not in IMPLEMENTATIONS:
       raise ValueError(
-          f"Unknown SRU implementation {implementation!r}; choose one of {IMPLEMENTATIONS} or "
-          "None for the platform default.")
-    return implementation
+          f"Unknown SRU implementation {implementation!r}; choose one of "
+          f"{sorted(IMPLEMENTATIONS)} or None for the platform default.")
+    return IMPLEMENTATIONS[implementation]
   platform = platform or jax.default_backend()
-  return "pallas" if platform in ("gpu", "cuda") else "sequential"
+  for name in DEFAULT_ORDER.get(platform, ()):
+    if IMPLEMENTATIONS[name].supports(platform):
+      return IMPLEMENTATIONS[name]
+  return IMPLEMENTATIONS[FALLBACK]
 
 
 def _check(u, x, weight_c, bias, c0, seq_lengths, has_skip_term):
@@ -69,37 +96,6 @@ def _check(u, x, weight_c, bias, c0, seq_lengths, has_skip_term):
           f"{tuple(value.shape)}.")
   if seq_lengths is not None and not jnp.issubdtype(seq_lengths.dtype, jnp.integer):
     raise TypeError(f"sru_recurrence: seq_lengths must be integers, got {seq_lengths.dtype}.")
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7, 8, 9, 10))
-def _pallas(u, x, params, c0, seq_lengths, scale_x, use_tanh, has_skip_term, reverse,
-            interpret, config):
-  h, _, c_last = sru_forward(u, x, params, c0, seq_lengths, scale_x=scale_x,
-                             use_tanh=use_tanh, has_skip_term=has_skip_term, reverse=reverse,
-                             save_c=False, interpret=interpret, config=config)
-  return h, c_last
-
-
-def _pallas_fwd(u, x, params, c0, seq_lengths, scale_x, use_tanh, has_skip_term, reverse,
-                interpret, config):
-  h, c_all, c_last = sru_forward(u, x, params, c0, seq_lengths, scale_x=scale_x,
-                                 use_tanh=use_tanh, has_skip_term=has_skip_term,
-                                 reverse=reverse, save_c=True, interpret=interpret,
-                                 config=config)
-  return (h, c_last), (u, x, params, c0, seq_lengths, c_all)
-
-
-def _pallas_bwd(scale_x, use_tanh, has_skip_term, reverse, interpret, config, residuals,
-                cotangents):
-  u, x, params, c0, seq_lengths, c_all = residuals
-  dh, dc_last = cotangents
-  du, dx, dparams, dc0 = sru_backward(
-      u, x, params, c0, seq_lengths, c_all, dh, dc_last, scale_x=scale_x, use_tanh=use_tanh,
-      has_skip_term=has_skip_term, reverse=reverse, interpret=interpret, config=config)
-  return du, dx, dparams.astype(params.dtype), dc0, None
-
-
-_pallas.defvjp(_pallas_fwd, _pallas_bwd)
 
 
 def sru_recurrence(
@@ -155,7 +151,7 @@ def sru_recurrence(
   weight_c, bias = jnp.asarray(weight_c), jnp.asarray(bias)
   seq_lengths = None if seq_lengths is None else jnp.asarray(seq_lengths)
   _check(u, x, weight_c, bias, c0, seq_lengths, has_skip_term)
-  name = resolve_implementation(implementation)
+  name = resolve(implementation).name
   batch, num_steps, directions, _, hidden = u.shape
   if c0 is None:
     c0 = jnp.zeros((batch, directions, hidden), jnp.float32)
@@ -172,6 +168,6 @@ def sru_recurrence(
     x = x.astype(jnp.result_type(u.dtype, x.dtype))
     u = u.astype(x.dtype)
   params = jnp.concatenate([weight_c, bias], axis=1).astype(jnp.float32)
-  return _pallas(u, x, params, c0, seq_lengths.astype(jnp.int32), float(scale_x),
-                 bool(use_tanh), bool(has_skip_term), bool(reverse), bool(interpret),
-                 config or KernelConfig())
+  return kernels.recurrence(u, x, params, c0, seq_lengths.astype(jnp.int32), float(scale_x),
+                            bool(use_tanh), bool(has_skip_term), bool(reverse),
+                            bool(interpret), config or KernelConfig())
