@@ -85,7 +85,7 @@ def test_batches_follow_the_task(name):
   vocab = fl.vocab_size(name, 40)
   assert batch["inputs"].min() >= 0 and batch["inputs"].max() == EMPTY[name] < vocab
   assert batch["targets"].min() >= 0 and batch["targets"].max() < vocab
-  lengths = []
+  lengths, symbols = [], set()
   for inputs, targets, weights in zip(batch["inputs"], batch["targets"], batch["weights"]):
     scored = np.flatnonzero(weights)
     assert set(weights.tolist()) <= {0.0, 1.0}
@@ -95,6 +95,7 @@ def test_batches_follow_the_task(name):
     assert np.all(targets[weights == 0] == 0)
     visible, answer = inputs[:first], targets[scored].tolist()
     assert np.all(visible < EMPTY[name])
+    symbols.update(visible.tolist())
     if name == "missing_duplicate":
       # Some string length n explains the row (the answers: test_missing_duplicate_rows).
       candidates = _duplicate_lengths(visible)
@@ -106,6 +107,7 @@ def test_batches_follow_the_task(name):
     assert len(scored) == (len(visible) if name == "bucket_sort" else 1)
   assert 1 <= min(lengths) and max(lengths) <= (79 if name == "missing_duplicate" else 40)
   assert len(set(lengths)) > 10  # Lengths vary across the batch.
+  assert symbols == set(range(EMPTY[name]))  # Every symbol below EMPTY is drawn.
 
 
 @pytest.mark.parametrize("n", [1, 5, 40])
