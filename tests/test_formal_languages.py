@@ -1,4 +1,7 @@
-"""Formal-language generators: answers are right, lengths as asked, batches reproducible."""
+"""Formal-language generators: the official tasks' semantics on hand-worked rows, lengths as
+asked, answers only at the scored positions, batches reproducible, scaled accuracy."""
+
+import collections
 
 import numpy as np
 import pytest
@@ -7,59 +10,157 @@ from minrnn.data import formal_languages as fl
 from minrnn.data import make_task
 from minrnn.run_config import load_config
 
-
-def _examples(name, batch):
-  """(string symbols, answer symbols) of every row, decoded back to local indices."""
-  lang = fl.language(name)
-  answer_base = 3 + lang.num_symbols
-  for inputs, targets, weights in zip(batch["inputs"], batch["targets"], batch["weights"]):
-    scored = weights > 0
-    string = inputs[:np.argmax(inputs == fl.QUERY)]
-    yield string, targets[scored] - answer_base
+# EMPTY token of each task (the official files' VOCAB_SIZE - 1).
+EMPTY = {"parity_check": 2, "even_pairs": 2, "cycle_nav": 3, "bucket_sort": 10,
+         "majority": 63, "majority_count": 63, "missing_duplicate": 9}
 
 
-def _reference_answer(name, s):
-  """Each task's answer computed a second, independent way (strings of local symbols)."""
-  text = "".join("_" if t == fl.PLACEHOLDER else chr(ord("a") + t - 3) for t in s)
-  if name == "parity":
-    return [text.count("b") % 2]
+# Rows worked out by hand: (task, string, cut, expected row, expected answer).
+HAND = [
+    ("parity_check", [1, 0, 1, 1], 0, [1, 0, 1, 1, 2], [1]),
+    ("parity_check", [1, 1, 0], 0, [1, 1, 0, 2], [0]),
+    # Unequal neighbours: 0|1 and 1|0 -> 2 pairs, even; 0|1 alone -> odd; one bit -> none.
+    ("even_pairs", [0, 1, 1, 0], 0, [0, 1, 1, 0, 2], [0]),
+    ("even_pairs", [0, 1, 1], 0, [0, 1, 1, 2], [1]),
+    ("even_pairs", [1], 0, [1, 2], [0]),
+    # Actions 0, 1, 2 move -1, 0, +1: -1 -1 +1 0 -1 = -2 -> 3 (mod 5); seven +1s -> 2.
+    ("cycle_nav", [0, 0, 2, 1, 0], 0, [0, 0, 2, 1, 0, 3], [3]),
+    ("cycle_nav", [2] * 7, 0, [2] * 7 + [3], [2]),
+    # The sorted string is scored at the last 4 positions (the 4 EMPTY tokens).
+    ("bucket_sort", [3, 9, 0, 3], 0, [3, 9, 0, 3, 10, 10, 10, 10], [0, 3, 3, 9]),
+    # 5 and 7 both occur twice: the tie goes to the larger symbol, 7.
+    ("majority", [5, 7, 7, 5, 1], 0, [5, 7, 7, 5, 1, 63], [7]),
+    ("majority", [4, 4, 9], 0, [4, 4, 9, 63], [4]),
+    ("majority", [62, 0], 0, [62, 0, 63], [62]),
+    # Symbol 3 occurs 12 times: the answer is 12 itself, not 12 mod 10.
+    ("majority_count", [3] * 12 + [5], 0, [3] * 12 + [5, 63], [12]),
+    ("majority_count", [8, 1, 8], 0, [8, 1, 8, 63], [2]),
+    # w = 4 1 7 2, then w[:2] = 4 1, then EMPTY: the missing next token is w[2] = 7.
+    ("missing_duplicate", [4, 1, 7, 2], 2, [4, 1, 7, 2, 4, 1, 9], [7]),
+    ("missing_duplicate", [4, 1, 7, 2], 0, [4, 1, 7, 2, 9], [4]),
+    ("missing_duplicate", [4, 1, 7, 2], 3, [4, 1, 7, 2, 4, 1, 7, 9], [2]),
+]
+
+
+@pytest.mark.parametrize("name,string,cut,row,answer", HAND)
+def test_hand_worked_rows(name, string, cut, row, answer):
+  got_row, got_answer = fl.example(name, string, cut)
+  assert got_row.tolist() == row and got_answer.tolist() == answer
+  assert got_row.dtype == np.int32
+
+
+def _visible_answer(name, visible):
+  """Each task's answer computed by the test from the tokens before the first scored position."""
+  s = [int(t) for t in visible]
+  if name == "parity_check":
+    return [s.count(1) % 2]
   if name == "even_pairs":
-    return [(text.count("ab") + text.count("ba")) % 2]
-  if name == "cycle_navigation":
-    return [(text.count("b") - text.count("c")) % 5]
+    return [sum(a != b for a, b in zip(s, s[1:])) % 2]
+  if name == "cycle_nav":
+    return [(s.count(2) - s.count(0)) % 5]
   if name == "bucket_sort":
-    return [ord(c) - ord("a") for c in sorted(text)]
-  counts = [text.count(c) for c in "abcdefgh"]
+    return sorted(s)
+  counts = collections.Counter(s)
   if name == "majority":
-    return [counts.index(max(counts))]
+    return [max(counts, key=lambda symbol: (counts[symbol], symbol))]
   if name == "majority_count":
-    return [max(counts) % 10]
-  if name == "missing_duplicate":
-    half = len(text) // 2
-    return [ord(text[text.index("_") - half]) - ord("a")]
+    return [max(counts.values())]
   raise AssertionError(name)
 
 
+def _duplicate_lengths(visible):
+  """String lengths n that explain a missing_duplicate row w + w[:cut] (cut = len - n < n)."""
+  total = len(visible)
+  return [n for n in range(total // 2 + 1, total + 1)
+          if list(visible[n:]) == list(visible[:total - n])]
+
+
 @pytest.mark.parametrize("name", sorted(fl.LANGUAGES))
-def test_answers_lengths_and_layout(name):
+def test_batches_follow_the_task(name):
   batch = fl.generate(name, np.random.default_rng(0), batch_size=64, min_len=1, max_len=40)
   width = fl.row_width(name, 40)
-  assert all(v.shape == (64, width) for v in batch.values())
-  assert batch["inputs"].max() < fl.vocab_size(name)
-  assert batch["targets"].max() < fl.vocab_size(name)
-  lengths = []
-  for string, answer in _examples(name, batch):
-    lengths.append(len(string))
-    assert list(answer) == _reference_answer(name, string), (name, string)
-  assert 1 <= min(lengths) and max(lengths) <= 40
+  assert {k: (v.shape, v.dtype) for k, v in batch.items()} == {
+      "inputs": ((64, width), np.int32), "targets": ((64, width), np.int32),
+      "weights": ((64, width), np.float32)}
+  vocab = fl.vocab_size(name, 40)
+  assert batch["inputs"].min() >= 0 and batch["inputs"].max() == EMPTY[name] < vocab
+  assert batch["targets"].min() >= 0 and batch["targets"].max() < vocab
+  lengths, symbols = [], set()
+  for inputs, targets, weights in zip(batch["inputs"], batch["targets"], batch["weights"]):
+    scored = np.flatnonzero(weights)
+    assert set(weights.tolist()) <= {0.0, 1.0}
+    first, last = scored[0], scored[-1]
+    assert scored.tolist() == list(range(first, last + 1))  # One block of answers,
+    assert np.all(inputs[first:] == EMPTY[name])  # read at EMPTY tokens, padding EMPTY too.
+    assert np.all(targets[weights == 0] == 0)
+    visible, answer = inputs[:first], targets[scored].tolist()
+    assert np.all(visible < EMPTY[name])
+    symbols.update(visible.tolist())
+    if name == "missing_duplicate":
+      # Some string length n explains the row (the answers: test_missing_duplicate_rows).
+      candidates = _duplicate_lengths(visible)
+      assert len(scored) == 1 and min(candidates) <= 40
+      lengths.append(len(visible))  # n + cut: within [1, 79].
+      continue
+    assert answer == _visible_answer(name, visible), (name, visible)
+    lengths.append(len(visible))
+    assert len(scored) == (len(visible) if name == "bucket_sort" else 1)
+  assert 1 <= min(lengths) and max(lengths) <= (79 if name == "missing_duplicate" else 40)
   assert len(set(lengths)) > 10  # Lengths vary across the batch.
+  assert symbols == set(range(EMPTY[name]))  # Every symbol below EMPTY is drawn.
 
 
-def test_even_pairs_examples():
-  # "abba": ab, bb, ba -> 2 pairs (even); "ab": 1 pair (odd).
-  assert _reference_answer("even_pairs", np.array([3, 4, 4, 3])) == [0]
-  s, answer = fl._even_pairs(np.random.default_rng(0), 30)
-  assert answer[0] == int(s[0] != s[-1])
+@pytest.mark.parametrize("n", [1, 5, 40])
+def test_missing_duplicate_rows(n):
+  # With every string n long, a row w + w[:cut] + EMPTY shows its cut: len - n.
+  batch = fl.generate("missing_duplicate", np.random.default_rng(n), batch_size=64, min_len=n,
+                      max_len=n)
+  cuts = []
+  for inputs, targets, weights in zip(batch["inputs"], batch["targets"], batch["weights"]):
+    (position,) = np.flatnonzero(weights)
+    visible = inputs[:position]
+    cut = len(visible) - n
+    assert 0 <= cut < n and list(visible[n:]) == list(visible[:cut])
+    assert inputs[position] == 9 and targets[position] == visible[cut]
+    cuts.append(cut)
+  assert (set(cuts) == set(range(n))) if n <= 5 else (len(set(cuts)) > 20)  # Cuts cover [0, n).
+
+
+def test_long_strings_reach_the_longest_row():
+  # Every row is as long as the task allows: max_len symbols (and max_len - 1 repeated).
+  for name in ("parity_check", "bucket_sort", "missing_duplicate"):
+    batch = fl.generate(name, np.random.default_rng(1), batch_size=64, min_len=7, max_len=7)
+    ends = [np.flatnonzero(w)[-1] + 1 for w in batch["weights"]]
+    assert max(ends) == fl.row_width(name, 7)
+  assert fl.row_width("majority", 40) == 41 and fl.row_width("bucket_sort", 40) == 80
+
+
+def test_vocab_sizes_cover_inputs_and_answers():
+  # Inputs with EMPTY, or the answer classes where there are more of them.
+  assert {name: fl.vocab_size(name, 40) for name in fl.LANGUAGES} == {
+      "parity_check": 3, "even_pairs": 3, "cycle_nav": 5, "bucket_sort": 11,
+      "majority": 64, "majority_count": 64, "missing_duplicate": 10}
+  assert fl.vocab_size("majority_count", 256) == 257  # Counts up to 256 are ids up to 256.
+  task = fl.FormalLanguage(task="majority_count", batch_size=2, seed=0, eval_batches=1,
+                           eval_min_len=200, eval_max_len=200)
+  assert task.vocab_size == 201
+  np.testing.assert_array_less(next(task.eval_batches())["targets"], 201)
+
+
+def test_chance_and_scaled_accuracy():
+  assert fl.chance_accuracy("parity_check") == 0.5
+  assert fl.chance_accuracy("cycle_nav") == 0.2
+  assert fl.chance_accuracy("bucket_sort") == 0.1
+  assert fl.chance_accuracy("majority") == 1 / 63
+  assert fl.chance_accuracy("missing_duplicate") == 1 / 9
+  assert fl.chance_accuracy("majority_count", 256) == 1 / 256
+  assert fl.scaled_accuracy("parity_check", 0.75) == 0.5  # (0.75 - 0.5) / 0.5
+  assert fl.scaled_accuracy("even_pairs", 0.5) == 0.0
+  assert fl.scaled_accuracy("cycle_nav", 0.2) == pytest.approx(0.0)
+  assert fl.scaled_accuracy("majority", 1.0) == pytest.approx(1.0)
+  assert fl.scaled_accuracy("missing_duplicate", 0.55) == pytest.approx(0.49375)  # 3.95 / 8
+  assert fl.scaled_accuracy("majority_count", 0.5, 256) == pytest.approx(127 / 255)
+  assert fl.scaled_accuracy("parity_check", 0.25) == -0.5  # Worse than chance is negative.
 
 
 def test_task_from_config_is_deterministic_and_splits_lengths():
@@ -72,13 +173,20 @@ def test_task_from_config_is_deterministic_and_splits_lengths():
   assert not np.array_equal(task.train_batch(5)["inputs"], task.train_batch(6)["inputs"])
   evals = list(task.eval_batches())
   assert len(evals) == config.data.eval_batches
-  lengths = [len(s) for b in evals for s, _ in _examples("bucket_sort", b)]
+  for key in ("inputs", "targets", "weights"):
+    np.testing.assert_array_equal(evals[0][key], next(again.eval_batches())[key])
+  lengths = [w.sum() for b in evals for w in b["weights"]]  # One scored position per symbol.
   assert min(lengths) >= 40 and max(lengths) <= 256
-  assert task.vocab_size == fl.vocab_size("bucket_sort")
+  assert task.vocab_size == fl.vocab_size("bucket_sort") == 11
+  assert task.decode([3, 0, 10]) == "3 0 _"
 
 
 def test_bad_settings_are_clear_errors():
   with pytest.raises(ValueError, match="choose one of"):
-    fl.language("palindrome")
+    fl.language("parity")
   with pytest.raises(ValueError, match="min_len"):
-    fl.generate("parity", np.random.default_rng(0), batch_size=1, min_len=5, max_len=2)
+    fl.generate("parity_check", np.random.default_rng(0), batch_size=1, min_len=5, max_len=2)
+  with pytest.raises(ValueError, match="symbols 0..1"):
+    fl.example("parity_check", [0, 2])
+  with pytest.raises(ValueError, match="cut"):
+    fl.example("missing_duplicate", [1, 2], cut=2)

@@ -1,28 +1,39 @@
 """Formal-language tasks for length generalisation: train on short strings, test on long ones.
 
-The later versions of "Were RNNs All We Needed?" evaluate on tasks from "Neural Networks and the
-Chomsky Hierarchy" (Delétang et al., 2023) and the xLSTM paper's formal-language set. These are
-minrnn's own generators for them, written from the tasks' descriptions (not the official code):
+The later versions of "Were RNNs All We Needed?" (arXiv 2410.01201) evaluate on tasks from
+"Neural Networks and the Chomsky Hierarchy" (Delétang et al., 2023) and the xLSTM paper's
+formal-language set. These generators follow the paper's official code, repository
+`BorealisAI/minRNNs` (symbols, row layout, which positions are scored, tie rules); each task
+names the file it follows. They are minrnn's own implementation of those semantics.
 
-- `parity`: a string over {a, b}; answer whether the number of b's is even or odd.
-- `even_pairs`: a string over {a, b}; answer whether the number of "ab" and "ba" substrings
-  together is even (it is exactly when the first and last symbols agree).
-- `cycle_navigation`: moves in {stay, +1, -1} on a cycle of 5 positions from position 0;
-  answer the final position.
-- `bucket_sort`: a string over 5 ordered symbols; answer the same symbols sorted (one output
-  per input symbol).
-- `majority`: a string over 8 symbols; answer the most frequent one (ties: the lowest id).
-- `majority_count`: a string over 8 symbols; answer the count of the most frequent symbol
-  modulo 10 (our choice: the count itself has classes never seen in training).
-- `missing_duplicate`: a binary string `w` followed by a copy of `w` with one symbol replaced
-  by a placeholder; answer the missing symbol.
+A task draws a string of `n` symbols `0 .. num_symbols - 1`; `EMPTY = num_symbols` is the
+one extra input token. The row the model reads is the task's input and then EMPTY tokens;
+the model's outputs at the row's last positions (one, or `n` for `bucket_sort`) are scored
+against the answer, as the official `utils/data.py` reads `y_pred[:, -1:]` or
+`y_pred[:, -n:]`. Targets are the official labels themselves (answer class `k` is token id
+`k`), so a model's vocabulary covers both the inputs and the answer classes (`vocab_size`).
 
-A row is the task's string, then one query token per answer symbol, then padding. Only the
-query positions are scored (weights 1), so `accuracy` counts answer symbols and
-`sequence_accuracy` whole answers. Token ids: 0 padding, 1 query, 2 the placeholder of
-`missing_duplicate`, then the input symbols, then the answer symbols. Training strings have
-lengths drawn uniformly from `[min_len, max_len]` (1-40 by default) for every step; the
-evaluation set is fixed and has lengths in `[eval_min_len, eval_max_len]` (40-256).
+- `parity_check` (`data/parity_check.py`): bits {0, 1}; answer the number of 1s mod 2.
+- `even_pairs` (`data/even_pairs.py`): bits {0, 1}; answer the number of unequal adjacent
+  pairs mod 2 (0 for a single bit).
+- `cycle_nav` (`data/cycle_nav.py`): actions {0, 1, 2} meaning -1, stay, +1 on a cycle of 5
+  from position 0; answer the sum of (action - 1) mod 5.
+- `bucket_sort` (`data/bucket_sort.py`): symbols 0-9; the row is the string then `n` EMPTY
+  tokens, and the `n` EMPTY positions are scored against the string sorted ascending.
+- `majority` (`data/majority.py`): symbols 0-62; answer the most frequent symbol, a tie going
+  to the larger symbol.
+- `majority_count` (`data/majority_count.py`): symbols 0-62; answer how many times the most
+  frequent symbol occurs (the raw count, 1 .. n).
+- `missing_duplicate` (`data/missing_duplicate.py`): symbols 0-8; the row is the string `w`,
+  then its prefix `w[:cut]` (`cut` uniform in `[0, n - 1]`), then EMPTY; answer `w[cut]`.
+
+Every row of a batch is as wide as the longest possible row (`row_width`); the positions
+after a row's own end hold EMPTY too. They are never scored and every minrnn model is causal,
+so they cannot change a scored output; the official code needs no padding because all rows of
+its batch share one length. Differences from the official sampling, both ours: the length
+`n` (uniform in `[min_len, max_len]`; 1-40 for training, 40-256 for evaluation as there) and
+`missing_duplicate`'s `cut` are drawn for every row, where the official code draws one per
+batch. `scaled_accuracy` is the xLSTM paper's Figure 4 score: 0 at chance, 1 when perfect.
 """
 
 from __future__ import annotations
@@ -34,77 +45,88 @@ import numpy as np
 
 from minrnn.data.task import Batch, step_rng
 
-PAD, QUERY, PLACEHOLDER = 0, 1, 2
-_FIRST_SYMBOL = 3
 _TRAIN_STREAM, _EVAL_STREAM = 0, 1
+# The official test lengths end at 256: the default bound on majority_count's counts.
+DEFAULT_MAX_LEN = 256
 
-# (rng, length) -> (string symbols, answer symbols), both int arrays of local symbol indices.
-Sampler = Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarray]]
+# (symbols (n,), cut) -> (row (width,), answer (k,)): the answer is read at the row's last k
+# positions. `cut` is used by missing_duplicate only.
+Layout = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
 
 
 @dataclasses.dataclass(frozen=True)
 class Language:
-  """A task: its input alphabet size, answer alphabet size, and a sampler of examples."""
+  """A task: its input symbols, answer classes, row layout and the official file it follows.
+
+  `num_answers` is None where the answers are counts, which grow with the string length.
+  """
 
   num_symbols: int
-  num_answers: int
-  sample: Sampler
-  answers_per_symbol: bool = False  # The answer is as long as the string (bucket sort).
+  num_answers: int | None
+  layout: Layout
+  source: str
+  answers_per_symbol: bool = False  # One answer per input symbol (bucket_sort).
+
+  @property
+  def empty(self) -> int:
+    return self.num_symbols
 
 
-def _parity(rng, n):
-  s = rng.integers(0, 2, n)
-  return s, np.array([s.sum() % 2])
+def _then_empty(symbols: np.ndarray, empty: int, count: int = 1) -> np.ndarray:
+  return np.concatenate([symbols, np.full(count, empty, symbols.dtype)])
 
 
-def _even_pairs(rng, n):
-  s = rng.integers(0, 2, n)
-  return s, np.array([np.count_nonzero(s[1:] != s[:-1]) % 2])
+def _single_answer(num_symbols: int, label: Callable[[np.ndarray], int]) -> Layout:
+  """The layout of a one-answer task: the string, then one EMPTY where the answer is read."""
+  return lambda s, cut: (_then_empty(s, num_symbols), np.array([label(s)], s.dtype))
 
 
-def _cycle_navigation(rng, n):
-  moves = rng.integers(0, 3, n)  # 0: stay, 1: +1, 2: -1.
-  steps = np.where(moves == 2, -1, moves)
-  return moves, np.array([steps.sum() % 5])
+def _parity_check(s: np.ndarray) -> int:
+  return int(s.sum()) % 2
 
 
-def _bucket_sort(rng, n):
-  s = rng.integers(0, 5, n)
-  return s, np.sort(s)
+def _even_pairs(s: np.ndarray) -> int:
+  return int(np.count_nonzero(s[1:] != s[:-1])) % 2
 
 
-def _counts(s):
-  return np.bincount(s, minlength=8)
+def _cycle_nav(s: np.ndarray) -> int:
+  return int((s - 1).sum()) % 5  # Python's % keeps the position in 0-4 for negative sums.
 
 
-def _majority(rng, n):
-  s = rng.integers(0, 8, n)
-  return s, np.array([np.argmax(_counts(s))])
+def _majority(s: np.ndarray) -> int:
+  counts = np.bincount(s, minlength=63)
+  # argmax returns the first maximum; searching the reversed counts makes ties go to the
+  # larger symbol, as the official code's `count + 0.001 * symbol` does.
+  return len(counts) - 1 - int(np.argmax(counts[::-1]))
 
 
-def _majority_count(rng, n):
-  s = rng.integers(0, 8, n)
-  return s, np.array([_counts(s).max() % 10])
+def _majority_count(s: np.ndarray) -> int:
+  return int(np.bincount(s).max())
 
 
-def _missing_duplicate(rng, n):
-  # The string is w + copy of w: strings of odd length n use |w| = n // 2 (at least 1).
-  half = max(n // 2, 1)
-  w = rng.integers(0, 2, half)
-  hole = rng.integers(0, half)
-  copy = w.copy()
-  copy[hole] = -1  # Marks the placeholder; mapped to its token id below.
-  return np.concatenate([w, copy]), np.array([w[hole]])
+def _bucket_sort(s: np.ndarray, cut: int) -> tuple[np.ndarray, np.ndarray]:
+  # EMPTY = 10 (symbols 0-9); one EMPTY per answer symbol, each scored.
+  return _then_empty(s, 10, len(s)), np.sort(s)
 
 
+def _missing_duplicate(s: np.ndarray, cut: int) -> tuple[np.ndarray, np.ndarray]:
+  # EMPTY = 9 (symbols 0-8): it follows the prefix, where the next symbol would be `s[cut]`.
+  return _then_empty(np.concatenate([s, s[:cut]]), 9), s[cut:cut + 1]
+
+
+_OFFICIAL = "BorealisAI/minRNNs:data/"
 LANGUAGES: dict[str, Language] = {
-    "parity": Language(2, 2, _parity),
-    "even_pairs": Language(2, 2, _even_pairs),
-    "cycle_navigation": Language(3, 5, _cycle_navigation),
-    "bucket_sort": Language(5, 5, _bucket_sort, answers_per_symbol=True),
-    "majority": Language(8, 8, _majority),
-    "majority_count": Language(8, 10, _majority_count),
-    "missing_duplicate": Language(2, 2, _missing_duplicate),
+    "parity_check": Language(2, 2, _single_answer(2, _parity_check),
+                             _OFFICIAL + "parity_check.py"),
+    "even_pairs": Language(2, 2, _single_answer(2, _even_pairs), _OFFICIAL + "even_pairs.py"),
+    "cycle_nav": Language(3, 5, _single_answer(3, _cycle_nav), _OFFICIAL + "cycle_nav.py"),
+    "bucket_sort": Language(10, 10, _bucket_sort, _OFFICIAL + "bucket_sort.py",
+                            answers_per_symbol=True),
+    "majority": Language(63, 63, _single_answer(63, _majority), _OFFICIAL + "majority.py"),
+    "majority_count": Language(63, None, _single_answer(63, _majority_count),
+                               _OFFICIAL + "majority_count.py"),
+    "missing_duplicate": Language(9, 9, _missing_duplicate,
+                                  _OFFICIAL + "missing_duplicate.py"),
 }
 
 
@@ -115,42 +137,83 @@ def language(name: str) -> Language:
   return LANGUAGES[name]
 
 
-def vocab_size(name: str) -> int:
-  """Token ids a model of task `name` needs (specials, input symbols, answer symbols)."""
+def example(name: str, symbols, cut: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  """The int32 row `(width,)` of task `name` for a string of `symbols`, and its answer `(k,)`.
+
+  The answer is scored at the row's last `k` positions. `cut` is `missing_duplicate`'s
+  prefix length, in `[0, len(symbols) - 1]`; the other tasks ignore it.
+  """
   lang = language(name)
-  return _FIRST_SYMBOL + lang.num_symbols + lang.num_answers
+  s = np.asarray(symbols, np.int32)
+  if s.ndim != 1 or not len(s) or s.min() < 0 or s.max() >= lang.num_symbols:
+    raise ValueError(f"{name} needs a non-empty string of symbols 0..{lang.num_symbols - 1}, "
+                     f"got {s.tolist()}.")
+  if not 0 <= cut < len(s):
+    raise ValueError(f"cut must be in [0, {len(s) - 1}], got {cut}.")
+  return lang.layout(s, cut)
+
+
+def num_answer_symbols(name: str, max_len: int = DEFAULT_MAX_LEN) -> int:
+  """How many answers a string of task `name` can have (counts 1..max_len: majority_count)."""
+  answers = language(name).num_answers
+  return max_len if answers is None else answers
+
+
+def vocab_size(name: str, max_len: int = DEFAULT_MAX_LEN) -> int:
+  """Token ids a model of task `name` needs: the inputs with EMPTY, and the answer classes.
+
+  majority_count's answer `c` is token id `c`, so strings of up to `max_len` symbols need ids
+  up to `max_len`.
+  """
+  lang = language(name)
+  answers = max_len + 1 if lang.num_answers is None else lang.num_answers
+  return max(lang.num_symbols + 1, answers)
 
 
 def row_width(name: str, max_len: int) -> int:
   """Length of every row of a batch whose strings are at most `max_len` long."""
-  # missing_duplicate rounds a length of 1 up to 2 (w and its copy).
-  longest = max(max_len, 2) if name == "missing_duplicate" else max_len
-  return longest + (longest if language(name).answers_per_symbol else 1)
+  # bucket_sort: n symbols and n EMPTY; missing_duplicate: n + (at most n - 1) + one EMPTY.
+  return 2 * max_len if name in ("bucket_sort", "missing_duplicate") else max_len + 1
+
+
+def chance_accuracy(name: str, max_len: int = DEFAULT_MAX_LEN) -> float:
+  """Accuracy of a uniform guess over the task's answer symbols (per scored position)."""
+  return 1.0 / num_answer_symbols(name, max_len)
+
+
+def scaled_accuracy(name: str, accuracy: float, max_len: int = DEFAULT_MAX_LEN) -> float:
+  """xLSTM's Figure 4 score `(accuracy - chance) / (1 - chance)`: chance 0, perfect 1.
+
+  `max_len` is the longest evaluated string (it sets majority_count's number of answers).
+  """
+  chance = chance_accuracy(name, max_len)
+  return (accuracy - chance) / (1.0 - chance)
 
 
 def generate(name: str, rng: np.random.Generator, *, batch_size: int, min_len: int,
              max_len: int) -> Batch:
-  """One batch of task `name`, string lengths uniform in `[min_len, max_len]`.
+  """One batch of task `name`, string lengths uniform in `[min_len, max_len]` for every row.
 
-  Returns int32 `inputs`/`targets` and float32 `weights`, all `(batch_size, row_width)`.
+  Returns int32 `inputs`/`targets` and float32 `weights`, all `(batch_size, row_width)`;
+  weights are 1 exactly at the scored positions, where `targets` holds the answer (0
+  elsewhere). Inputs after a row's own end are EMPTY.
   """
   lang = language(name)
   if not 1 <= min_len <= max_len:
     raise ValueError(f"Lengths need 1 <= min_len <= max_len, got min_len={min_len}, "
                      f"max_len={max_len}.")
   width = row_width(name, max_len)
-  inputs = np.full((batch_size, width), PAD, np.int32)
+  inputs = np.full((batch_size, width), lang.empty, np.int32)
   targets = np.zeros((batch_size, width), np.int32)
   weights = np.zeros((batch_size, width), np.float32)
-  answer_base = _FIRST_SYMBOL + lang.num_symbols
   for row, n in enumerate(rng.integers(min_len, max_len + 1, batch_size)):
-    string, answer = lang.sample(rng, int(n))
-    tokens = np.where(string < 0, PLACEHOLDER, string + _FIRST_SYMBOL)
-    end = len(tokens)
+    symbols = rng.integers(0, lang.num_symbols, int(n))
+    cut = int(rng.integers(0, n)) if name == "missing_duplicate" else 0
+    tokens, answer = lang.layout(symbols.astype(np.int32), cut)
+    end, k = len(tokens), len(answer)
     inputs[row, :end] = tokens
-    inputs[row, end:end + len(answer)] = QUERY
-    targets[row, end:end + len(answer)] = answer + answer_base
-    weights[row, end:end + len(answer)] = 1.0
+    targets[row, end - k:end] = answer
+    weights[row, end - k:end] = 1.0
   return {"inputs": inputs, "targets": targets, "weights": weights}
 
 
@@ -170,7 +233,8 @@ class FormalLanguage:
                min_len: int = 1, max_len: int = 40, eval_min_len: int = 40,
                eval_max_len: int = 256):
     self.name = task
-    self.vocab_size = vocab_size(task)
+    # Large enough for every answer of both splits (majority_count's counts grow with n).
+    self.vocab_size = vocab_size(task, max(max_len, eval_max_len))
     self.batch_size = batch_size
     self.seed = seed
     self.num_eval_batches = eval_batches
@@ -192,12 +256,6 @@ class FormalLanguage:
                      batch_size=self.batch_size, min_len=lo, max_len=hi)
 
   def decode(self, ids) -> str:
-    lang = language(self.name)
-    answer_base = _FIRST_SYMBOL + lang.num_symbols
-
-    def symbol(i: int) -> str:
-      if i in (PAD, QUERY, PLACEHOLDER):
-        return ".?_"[i]
-      return str(i - _FIRST_SYMBOL) if i < answer_base else f"<{i - answer_base}>"
-
-    return " ".join(symbol(int(i)) for i in ids)
+    """Input ids as text: symbols as numbers, EMPTY as `_`."""
+    empty = language(self.name).empty
+    return " ".join("_" if int(i) == empty else str(int(i)) for i in ids)
