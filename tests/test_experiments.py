@@ -71,8 +71,8 @@ def test_formal_languages(tmp_path):
                   "train.eval_every=2")])
   run = payload["runs"][0]
   assert run["task"] == "bucket_sort" and 0.0 <= run["score"] <= 1.0
-  assert run["score"] == run["eval"]["sequence_accuracy"]
-  assert "| bucket_sort | – | – |" in _outputs(tmp_path, "fl")[1]
+  assert run["score"] == run["eval"]["accuracy"]
+  assert "| bucket_sort | 10.0 | – |" in _outputs(tmp_path, "fl")[1]
 
 
 def test_runtime(tmp_path):

@@ -2,7 +2,7 @@
 on 40-256 (later versions of "Were RNNs All We Needed?", arXiv 2410.01201; tasks from
 Delétang et al., 2023 and the xLSTM paper; see `minrnn.data.formal_languages`).
 
-Pick the task with `--config.data.task=parity` (or even_pairs, cycle_navigation, bucket_sort,
+Pick the task with `--config.data.task=parity_check` (or even_pairs, cycle_nav, bucket_sort,
 majority, majority_count, missing_duplicate). Where each setting comes from:
   [task]   the tasks' protocol: training lengths 1-40, test lengths 40-256;
   [ours]   choices of this codebase (the paper's model sizes for these tasks are not stated
@@ -22,7 +22,7 @@ def get_config(variant: str = "paper") -> config_dict.ConfigDict:
 
   config.data = config_dict.ConfigDict()
   config.data.name = "formal_language"
-  config.data.task = "parity"
+  config.data.task = "parity_check"
   config.data.batch_size = 64  # [ours]
   config.data.min_len = 1  # [task]
   config.data.max_len = 40  # [task]

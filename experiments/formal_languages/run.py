@@ -3,12 +3,12 @@ minLSTM and a Transformer, one accuracy per task.
 
     python experiments/formal_languages/run.py                  # configs' full budget (GPU)
     python experiments/formal_languages/run.py --variant cpu    # small models, 2-core CPU
-    python experiments/formal_languages/run.py --tasks parity,majority --models mingru
+    python experiments/formal_languages/run.py --tasks parity_check,majority --models mingru
 
 Each (task, model) trains with `minrnn.train.train` from `configs/formal_languages/<model>.py`
 with `data.task` set, in `<workdir>/<variant>_<task>_<model>` (resumed if it exists). The table
-reports the test accuracy of the answers (whole answers for bucket sort: sequence accuracy) at
-the end of training. Later versions of "Were RNNs All We Needed?" report these tasks; their
+reports the test accuracy of the scored answer tokens at the end of training (per token for
+bucket sort, as the official code scores it). Later versions of "Were RNNs All We Needed?" report these tasks; their
 numbers were not available to us, so the paper column is left empty rather than guessed.
 Writes `experiments/results/formal_languages[_<variant>].{json,md,png}`.
 """
@@ -22,6 +22,7 @@ import sys
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 from experiments import reporting  # noqa: E402
 from minrnn import run_config  # noqa: E402
+from minrnn.data import formal_languages  # noqa: E402
 from minrnn.data.formal_languages import LANGUAGES  # noqa: E402
 
 NAMES = {"mingru": "minGRU", "minlstm": "minLSTM", "transformer": "Transformer"}
@@ -37,15 +38,9 @@ def parse_args(argv=None):
   return parser.parse_args(argv)
 
 
-def _score(task: str, ev: dict) -> float:
-  # A bucket-sort answer is a whole sorted string; the other answers are one symbol.
-  return ev["sequence_accuracy"] if task == "bucket_sort" else ev["accuracy"]
-
-
-def _chance(task: str) -> float | None:
-  """Accuracy (%) of a uniform guess over the answer symbols (None for whole sorted strings)."""
-  lang = LANGUAGES[task]
-  return None if lang.answers_per_symbol else 100 / lang.num_answers
+def _chance(task: str, max_len: int) -> float:
+  """Accuracy (%) of a uniform guess over the task's answer symbols."""
+  return 100 * formal_languages.chance_accuracy(task, max_len)
 
 
 def main(argv=None) -> dict:
@@ -66,7 +61,8 @@ def main(argv=None) -> dict:
                                      overrides)
       workdir = pathlib.Path(args.workdir) / f"{args.variant}_{task}_{model}"
       run = reporting.train_run(config, workdir)
-      run.update(task=task, model=model, score=_score(task, run["eval"]),
+      run.update(task=task, model=model, score=run["eval"]["accuracy"],
+                 max_len=config.data.eval_max_len,
                  config=f"configs/formal_languages/{model}.py:{args.variant}",
                  overrides=overrides)
       runs.append(run)
@@ -78,8 +74,8 @@ def main(argv=None) -> dict:
   lines = [
       f"# Formal languages ({args.variant} configs)",
       "",
-      "Test accuracy (%) on lengths 40-256 after training on lengths 1-40 (bucket sort: whole "
-      "sorted strings). The paper's numbers for these tasks were not available to us: "
+      "Test accuracy (%) of the answer tokens on lengths 40-256 after training on lengths 1-40. "
+      "The paper's numbers for these tasks were not available to us: "
       "\"paper\" is left empty.",
       "",
       "| task | chance | " + " | ".join(f"{NAMES[m]} (paper) | {NAMES[m]} (ours)"
@@ -88,7 +84,8 @@ def main(argv=None) -> dict:
   ]
   for task in tasks:
     cells = [f"– | {reporting.fmt(100 * scores[task, m]['score'], 1)}" for m in models]
-    lines.append(f"| {task} | {reporting.fmt(_chance(task), 1)} | " + " | ".join(cells) + " |")
+    chance = _chance(task, scores[task, models[0]]["max_len"])
+    lines.append(f"| {task} | {reporting.fmt(chance, 1)} | " + " | ".join(cells) + " |")
   steps = sorted({f"{r['step']}/{r['num_steps']}" for r in runs})
   wall = sum(r["wall_s"] for r in runs)
   lines += ["", f"Steps per run: {', '.join(steps)}; total wall time {wall:.0f} s.",
