@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One GPU batch (about 4 minutes on an H100) for the results that need a GPU:
-#   1. Shakespeare, minGRU and minLSTM at the paper's size (configs/shakespeare/*.py, evaluated
+#   1. Shakespeare, minGRU and minLSTM at the paper's size (configs/shakespeare.py:mingru and :minlstm, evaluated
 #      every 25 steps): the first SHAKESPEARE_STEPS (default 1500) of the configs' 5000-step
 #      schedule, well past the paper's best steps (575 and 625); rerunning with
 #      SHAKESPEARE_STEPS=5000 continues both runs to the end

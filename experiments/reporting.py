@@ -21,7 +21,7 @@ if str(REPO) not in sys.path:
   sys.path.insert(0, str(REPO))
 
 from minrnn.kernels import benchmarking  # noqa: E402  (after making the repository importable)
-from minrnn.metrics import read_metrics, series  # noqa: E402
+from minrnn.training.metrics import read_metrics, series  # noqa: E402
 
 
 def add_run_arguments(parser) -> None:

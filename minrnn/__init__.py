@@ -1,3 +1,3 @@
 """minrnn: fast parallel recurrent networks (minGRU, minLSTM, SRU, SRU++) in JAX and Flax NNX."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

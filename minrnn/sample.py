@@ -16,11 +16,11 @@ from typing import Any
 
 import jax
 
-from minrnn import train as train_lib
-from minrnn.checkpointing import Checkpoints
-from minrnn.data import Task, make_task
-from minrnn.generation import make_generator
-from minrnn.models import LanguageModel
+from minrnn.models import LanguageModel, make_generator
+from minrnn.tasks import Task, make_task
+from minrnn.training import loop
+from minrnn.training.checkpointing import Checkpoints
+from minrnn.training.steps import create_state
 
 
 class _Section(dict):
@@ -35,7 +35,7 @@ class _Section(dict):
 
 def load_config(workdir: str | pathlib.Path) -> Any:
   """A run's resolved config from its `config.json` (no ml_collections needed)."""
-  config_path = pathlib.Path(workdir) / train_lib.CONFIG_FILE
+  config_path = pathlib.Path(workdir) / loop.CONFIG_FILE
   if not config_path.exists():
     raise FileNotFoundError(
         f"{config_path} not found: {workdir} is not a training run's workdir. Train one with "
@@ -50,14 +50,14 @@ def load_run(workdir: str | pathlib.Path,
   config = load_config(workdir)
   if checkpoint not in ("best", "latest"):
     raise ValueError(f"checkpoint must be 'best' or 'latest', got {checkpoint!r}.")
-  directory = workdir / (train_lib.BEST_DIR if checkpoint == "best"
-                         else train_lib.CHECKPOINT_DIR)
+  directory = workdir / (loop.BEST_DIR if checkpoint == "best"
+                         else loop.CHECKPOINT_DIR)
   if not directory.is_dir():
     raise FileNotFoundError(
         f"No checkpoint in {directory}. The run saves one at its first evaluation "
         "(best) or checkpoint (latest); try the other with --checkpoint.")
   task = make_task(config.data, config.seed)
-  state = train_lib.create_state(config, task.vocab_size)
+  state = create_state(config, task)
   checkpoints = Checkpoints(directory, keep=max(config.train.keep_checkpoints, 1))
   try:
     step = checkpoints.latest_step()
@@ -75,8 +75,6 @@ def sample(workdir: str | pathlib.Path, prompt: str, *, length: int = 500,
            checkpoint: str = "best") -> str:
   """The prompt followed by `length` sampled characters."""
   model, task, _ = load_run(workdir, checkpoint)
-  if not hasattr(task, "encode"):
-    raise ValueError(f"The {task.name} task has no text vocabulary to sample from.")
   if not prompt:
     raise ValueError("The prompt is empty; give at least one character, e.g. --prompt=$'\\n'.")
   generator = make_generator(model, length=length, temperature=temperature, top_k=top_k)

@@ -1,10 +1,10 @@
 """Starts N copies of a command as the processes of one `jax.distributed` run on this machine.
 
     python scripts/launch_multiprocess.py --num_processes 2 --cpu_devices_per_process 4 -- \
-        python -m minrnn.train --config configs/shakespeare/mingru.py:cpu --workdir runs/dp
+        python -m minrnn.train --config configs/shakespeare.py:mingru,cpu --workdir runs/dp
 
 Each copy gets `JAX_COORDINATOR_ADDRESS` (127.0.0.1 and a free port), `JAX_NUM_PROCESSES` and
-`JAX_PROCESS_ID`, which `minrnn.distributed.initialize()` reads. With
+`JAX_PROCESS_ID`, which `minrnn.training.distributed.initialize()` reads. With
 `--cpu_devices_per_process K` each process runs on K CPU devices (JAX_PLATFORMS=cpu and XLA's
 host device count): a multi-host run rehearsed on one machine. Output lines are prefixed with
 the process id; if one process fails or the timeout passes, the others are stopped.

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from minrnn.adaptive import AdaptiveEmbedding, cluster_bounds
+from minrnn.layers.adaptive import AdaptiveEmbedding, cluster_bounds
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""Blocks and the language model: causality, step mode == parallel mode, the cell registry."""
+"""Blocks and the language model: causality, step mode == parallel mode, the temporal-layer
+registry, block compositions."""
 
 import jax
 import jax.numpy as jnp
@@ -6,18 +7,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from minrnn import cells, registry
-from minrnn.blocks import CausalConv
-from minrnn.models import LanguageModel
+from minrnn import cells
+from minrnn.layers import CausalConv, Recurrent, registry
 
 VOCAB, BATCH, TIME = 11, 2, 9
-
-
-def _model(cell="mingru", **kwargs):
-  settings = dict(features=16, num_layers=2, cell=cell, conv_kernel_size=3, mlp_expansion=2,
-                  rngs=nnx.Rngs(0))
-  settings.update(kwargs)
-  return LanguageModel(VOCAB, **settings)
 
 
 def _tokens(seed=0):
@@ -34,8 +27,17 @@ def test_causal_conv_never_looks_ahead():
   assert not np.allclose(y[:, 5], y_changed[:, 5])
 
 
-def test_model_is_causal():
-  model = _model("mingru")
+def test_causal_conv_window_stops_at_each_rows_end():
+  conv = CausalConv(2, 3, rngs=nnx.Rngs(0))
+  x = jnp.arange(BATCH * 5 * 2, dtype=jnp.float32).reshape(BATCH, 5, 2)
+  window = conv.initial_window(BATCH, jnp.float32)
+  _, padded_window = conv(x, window, jnp.array([5, 3]))
+  np.testing.assert_array_equal(padded_window[0], x[0, 3:5])
+  np.testing.assert_array_equal(padded_window[1], x[1, 1:3])
+
+
+def test_model_is_causal(tiny_lm):
+  model = tiny_lm("mingru")
   tokens = _tokens()
   logits, _ = model(tokens)
   changed, _ = model(tokens.at[:, 6].set((tokens[:, 6] + 1) % VOCAB))
@@ -43,9 +45,10 @@ def test_model_is_causal():
   assert not np.allclose(logits[:, 6:], changed[:, 6:])
 
 
-@pytest.mark.parametrize("cell", ["mingru", "minlstm", "gru", "lstm", "sru"])
-def test_step_decoding_reproduces_parallel_logits(cell):
-  model = _model(cell)
+@pytest.mark.parametrize("cell", registry.names())
+def test_step_decoding_reproduces_parallel_logits(tiny_lm, cell):
+  options = {"transformer": {"num_heads": 2}, "srupp": {"proj_features": 4}}.get(cell, {})
+  model = tiny_lm(cell, cell_kwargs=options)
   tokens = _tokens()
   logits, final_state = model(tokens)
   state = model.initialize_state(BATCH)
@@ -58,8 +61,8 @@ def test_step_decoding_reproduces_parallel_logits(cell):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
-def test_parallel_prompt_then_steps_continue_the_sequence():
-  model = _model("mingru", conv_kernel_size=4)
+def test_parallel_prompt_then_steps_continue_the_sequence(tiny_lm):
+  model = tiny_lm("mingru", conv_kernel_size=4)
   tokens = _tokens(1)
   logits, _ = model(tokens)
   prefix_logits, state = model(tokens[:, :5])
@@ -71,8 +74,8 @@ def test_parallel_prompt_then_steps_continue_the_sequence():
   np.testing.assert_allclose(rest_logits, logits[:, 5:], rtol=1e-5, atol=1e-5)
 
 
-def test_dropout_only_with_rngs_and_untied_head():
-  model = _model("mingru", dropout=0.5, tie_embeddings=False, num_layers=1)
+def test_dropout_only_with_rngs_and_untied_head(tiny_lm):
+  model = tiny_lm("mingru", dropout=0.5, tie_embeddings=False, num_layers=1)
   tokens = _tokens()
   a, _ = model(tokens)
   b, _ = model(tokens)
@@ -82,30 +85,51 @@ def test_dropout_only_with_rngs_and_untied_head():
   assert model.head is not None and a.dtype == jnp.float32
 
 
-def test_bfloat16_compute_keeps_float32_logits_and_carries():
-  model = _model("mingru", dtype=jnp.bfloat16, num_layers=1)
+def test_bfloat16_compute_keeps_float32_logits_and_carries(tiny_lm):
+  model = tiny_lm("mingru", dtype="bfloat16", num_layers=1)
   logits, state = model(_tokens())
   assert logits.dtype == jnp.float32
-  assert state[0]["cell"].dtype == jnp.float32 and state[0]["conv"].dtype == jnp.bfloat16
+  assert state[0].temporal.dtype == jnp.float32 and state[0].conv.dtype == jnp.bfloat16
   assert np.all(np.isfinite(logits))
 
 
-def test_registry_names_cells_and_accepts_new_ones():
-  assert {"mingru", "minlstm", "gru", "lstm"} <= set(registry.cell_names())
-  with pytest.raises(ValueError, match="Unknown cell 'mingru2'.*register_cell"):
-    _model("mingru2")
+def test_registry_names_every_layer_and_accepts_new_cells(tiny_lm):
+  assert {"mingru", "minlstm", "gru", "lstm", "sru", "mamba", "transformer",
+          "srupp"} <= set(registry.names())
+  with pytest.raises(ValueError, match="Unknown temporal layer 'mingru2'.*srupp.*register_cell"):
+    tiny_lm("mingru2")
   with pytest.raises(ValueError, match="already registered"):
     registry.register_cell("mingru", cells.MinGRU)
+  with pytest.raises(ValueError, match="option it does not take.*normalise"):
+    tiny_lm("minlstm", cell_kwargs={"normalise": False})
   registry.register_cell(
       "test_minlstm_unnormalized",
       lambda i, h, **kw: cells.MinLSTM(i, h, normalize=False, **kw), overwrite=True)
-  model = _model("test_minlstm_unnormalized", num_layers=1)
-  assert isinstance(model.blocks[0].cell, cells.MinLSTM)
+  model = tiny_lm("test_minlstm_unnormalized", num_layers=1)
+  assert isinstance(model.blocks[0].temporal.cell, cells.MinLSTM)
   assert model(_tokens())[0].shape == (BATCH, TIME, VOCAB)
 
 
-def test_bad_tokens_give_clear_errors():
-  model = _model(num_layers=1)
+def test_expansion_widens_the_cell_and_projects_back(tiny_lm):
+  model = tiny_lm("mingru", expansion=3, num_layers=1)
+  layer = model.blocks[0].temporal
+  assert isinstance(layer, Recurrent) and layer.cell.hidden_features == 48
+  assert layer.to_out.kernel.shape == (48, 16)
+  assert model(_tokens())[0].shape == (BATCH, TIME, VOCAB)
+  with pytest.raises(ValueError, match="expansion applies to recurrent cells"):
+    tiny_lm("transformer", expansion=2, cell_kwargs={"num_heads": 2})
+
+
+def test_block_compositions_of_the_papers(tiny_lm):
+  bare = tiny_lm("mingru", conv_kernel_size=0, mlp_expansion=0, num_layers=1).blocks[0]
+  assert bare.conv is None and bare.mlp is None and bare.mlp_norm is None
+  srupp = tiny_lm("srupp", pre_norm=False, residual=False, conv_kernel_size=0,
+                  mlp_expansion=0, cell_kwargs={"proj_features": 4}).blocks[0]
+  assert srupp.temporal_norm is None and not srupp.residual
+
+
+def test_bad_tokens_give_clear_errors(tiny_lm):
+  model = tiny_lm(num_layers=1)
   with pytest.raises(ValueError, match=r"integer ids of shape \(batch, time\)"):
     model(jnp.zeros((BATCH, TIME, 3), jnp.int32))
   with pytest.raises(ValueError, match=r"\(batch,\)"):

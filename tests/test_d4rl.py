@@ -1,18 +1,18 @@
-"""D4RL: the hdf5 reader, trajectories and windows, scores, configs, and a tiny train + rollout."""
+"""D4RL: the hdf5 reader, trajectories and windows, scores, configs, the rollout's return-to-go,
+and a tiny train + rollout."""
 
 import json
-import pathlib
+import types
 
 import numpy as np
 import pytest
 
-from minrnn import run_config
 from minrnn import train as train_lib
 from minrnn.data import d4rl
-from minrnn.rl import config as rl_config
-from minrnn.rl.evaluate import REFERENCE_RETURNS, normalized_score
+from minrnn.tasks import rollouts
+from minrnn.tasks.rollouts import normalized_score
+from minrnn.training.config import load_config
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 STATE_DIM, ACT_DIM = 11, 3  # Hopper's sizes, so the fixture can drive Hopper-v5 rollouts.
 # Trajectories: 0-3 (terminal), 4-9 (timeout), 10-10 (terminal), 11-14 (no flag: unfinished).
 TERMINALS, TIMEOUTS, N = (3, 10), (9,), 15
@@ -38,7 +38,7 @@ def _task(tmp_path, **kwargs):
   args = dict(env="hopper", file="d4rl/hopper_medium-v2.hdf5", batch_size=4, context=3,
               return_scale=10.0, max_timestep=5, eval_fraction=0.0, eval_batches=1, seed=0,
               data_dir=str(tmp_path))
-  return d4rl.D4RLTask(**{**args, **kwargs})
+  return d4rl.D4RLWindows(**{**args, **kwargs})
 
 
 def test_trajectories_end_at_terminals_and_timeouts(tmp_path):
@@ -107,50 +107,71 @@ def test_file_without_d4rl_keys_is_a_clear_error(tmp_path):
 
 
 def test_normalized_score_uses_d4rl_reference_returns():
-  for env, (low, high) in REFERENCE_RETURNS.items():
-    assert normalized_score(env, low) == pytest.approx(0.0)
+  # D4RL's REF_MIN_SCORE / REF_MAX_SCORE (d4rl/infos.py), written out here, not read back.
+  for env, low, high in (("hopper", -20.272305, 3234.3),
+                         ("halfcheetah", -280.178953, 12135.0),
+                         ("walker2d", 1.629008, 4592.3)):
+    assert normalized_score(env, low) == pytest.approx(0.0, abs=1e-9)
     assert normalized_score(env, high) == pytest.approx(100.0)
-  assert normalized_score("hopper", 3234.3 / 2 - 20.272305 / 2) == pytest.approx(50.0)
+    assert normalized_score(env, (low + high) / 2) == pytest.approx(50.0)
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "configs" / "d4rl").glob("*.py")),
-                         ids=lambda p: p.stem)
-def test_configs_name_their_task_and_have_the_loop_keys(path):
-  env, *dataset, cell = path.stem.split("_")
-  for variant in ("paper", "cpu"):
-    config = run_config.load_config(path, variant)
-    assert (config.data.env, config.data.dataset, config.model.cell) == (
-        env, "_".join(dataset), cell)
-    assert config.data.file == f"d4rl/{env}_{'_'.join(dataset)}-v2.hdf5"
-    assert set(config.train.keys()) == set(rl_config.d4rl_config("hopper", "medium",
-                                                                 "mingru").train.keys())
+class _ConstantRewardEnv:
+  """Hopper-sized observations of zeros and a reward of 2 at every step, never ending."""
+
+  action_space = types.SimpleNamespace(low=-np.ones(ACT_DIM), high=np.ones(ACT_DIM))
+
+  def reset(self, seed=None):
+    return np.zeros(STATE_DIM), {}
+
+  def step(self, action):
+    return np.zeros(STATE_DIM), 2.0, False, False, {}
+
+  def close(self):
+    pass
+
+
+def test_rollout_feeds_the_scaled_return_to_go_that_is_left(monkeypatch):
+  fed = []
+
+  def recording_policy(model, mode, context, batch):
+    def act(params, state, rtg, obs, t):
+      fed.append(np.asarray(rtg))
+      return state, np.zeros((batch, ACT_DIM), np.float32)
+    return act, lambda params, state, action, t: state, None, None
+
+  monkeypatch.setattr(rollouts, "make_env", lambda env: _ConstantRewardEnv())
+  monkeypatch.setattr(rollouts, "policy", recording_policy)
+  model = types.SimpleNamespace(state_dim=STATE_DIM, max_timestep=1000)
+  result = rollouts.rollout(model, "hopper", target_return=100.0, num_episodes=2,
+                            state_mean=np.zeros(STATE_DIM), state_std=np.ones(STATE_DIM),
+                            return_scale=10.0, max_steps=5, progress_bar=False)
+  # At step t the target minus the t rewards received so far, divided by the return scale.
+  for t, rtg in enumerate(fed):
+    np.testing.assert_allclose(rtg, [(100.0 - 2.0 * t) / 10.0] * 2, rtol=1e-6)
+  assert len(fed) == 5 and result["returns"] == [10.0, 10.0]
+
+
+@pytest.mark.parametrize("task", ["hopper-medium", "walker2d-medium-replay",
+                                  "halfcheetah-medium-expert"])
+@pytest.mark.parametrize("model", ["mingru", "minlstm", "transformer"])
+def test_config_variants_name_their_file_and_model(task, model):
+  env, dataset = task.split("-", 1)
+  for size in ("paper", "cpu"):
+    config = load_config(f"configs/d4rl.py:{task},{model},{size}")
+    assert (config.data.env, config.data.dataset, config.model.cell) == (env, dataset, model)
+    assert config.data.file == f"d4rl/{env}_{dataset.replace('-', '_')}-v2.hdf5"
+    assert config.data.rollouts.mode == ("window" if model == "transformer" else "step")
     assert 0 <= config.train.warmup_steps < config.train.num_steps
-  assert len(list(path.parent.glob("*.py"))) == 9 * len(rl_config.CELLS)
+  with pytest.raises(ValueError, match="needs a task in its variant"):
+    load_config("configs/d4rl.py:mingru")
 
 
-def test_tiny_train_and_rollout_end_to_end(tmp_path):
+def test_tiny_train_and_rollout_end_to_end(tiny_run, tmp_path):
   pytest.importorskip("mujoco", reason="rollouts need gymnasium[mujoco] (the `rl` extra)")
   pytest.importorskip("gymnasium", reason="rollouts need gymnasium[mujoco] (the `rl` extra)")
-  _fixture(tmp_path / "data" / "d4rl" / "hopper_medium-v2.hdf5", n=60,
-           terminals=(19, 44), timeouts=(29,))
-  config = rl_config.d4rl_config("hopper", "medium", "mingru", "cpu")
-  config.data.dir = str(tmp_path / "data")
-  config.data.batch_size = 4
-  config.data.context = 4
-  config.data.eval_fraction = 0.25
-  config.data.eval_batches = 1
+  config = tiny_run("d4rl")
   config.data.rollouts.num_episodes = 2
-  config.data.rollouts.max_steps = 8
-  config.data.rollouts.progress_bar = False
-  config.model.features = 16
-  config.model.num_layers = 1
-  config.train.num_steps = 4
-  config.train.warmup_steps = 1
-  config.train.log_every = 2
-  config.train.eval_every = 4
-  config.train.checkpoint_every = 4
-  config.train.progress_bar = False
-  config.train.tensorboard = False
   result = train_lib.train(config, tmp_path / "run")
   saved = json.loads((tmp_path / "run" / "final_eval.json").read_text())
   assert saved["step"] == 4 and saved["completed"]

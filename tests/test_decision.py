@@ -1,4 +1,5 @@
-"""The Decision-style model: step mode equals the parallel forward, causality, input checks."""
+"""The Decision-style model: step mode equals the parallel forward, causality, input checks,
+and the rollout policies that read an episode step by step or through a sliding window."""
 
 import jax
 import jax.numpy as jnp
@@ -6,15 +7,21 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from minrnn.rl.decision import DecisionModel
+from minrnn.models import build_decision_model
+from minrnn.tasks import rollouts
+from minrnn.training.config import block_defaults
 
 STATE_DIM, ACT_DIM, K, B = 5, 2, 6, 3
 
 
 def _model(cell, dropout=0.0, num_layers=2):
-  return DecisionModel(STATE_DIM, ACT_DIM, features=16, num_layers=num_layers, cell=cell,
-                       max_timestep=50, conv_kernel_size=3, mlp_expansion=2, dropout=dropout,
-                       rngs=nnx.Rngs(0))
+  section = block_defaults()
+  section.update(cell=cell, features=16, num_layers=num_layers, conv_kernel_size=3,
+                 mlp_expansion=2, dropout=dropout)
+  if cell == "transformer":
+    section.update(conv_kernel_size=0, cell_kwargs={"num_heads": 2})
+  return build_decision_model(section, state_dim=STATE_DIM, act_dim=ACT_DIM, max_timestep=50,
+                              seed=0)
 
 
 def _context(seed=0):
@@ -44,7 +51,7 @@ def _step_mode(model, rtg, states, actions, timesteps):
   return jnp.stack(predicted, 1), state
 
 
-@pytest.mark.parametrize("cell,num_layers", [("mingru", 2), ("minlstm", 1)])
+@pytest.mark.parametrize("cell,num_layers", [("mingru", 2), ("minlstm", 1), ("transformer", 1)])
 def test_step_mode_predicts_the_parallel_forward_actions(cell, num_layers):
   model = _model(cell, num_layers=num_layers)
   graphdef, params = nnx.split(model)
@@ -100,21 +107,25 @@ def test_wrong_shapes_are_clear_errors():
     model(rtg, states, actions, timesteps.astype(jnp.float32))
 
 
-def test_transformer_step_mode_slides_a_window_over_the_parallel_forward():
-  model = DecisionModel(STATE_DIM, ACT_DIM, features=16, num_layers=1, cell="transformer",
-                        context=K - 2, max_timestep=50, mlp_expansion=2, rngs=nnx.Rngs(0))
+@pytest.mark.parametrize("cell", ["transformer", "mingru"])
+def test_window_policy_slides_a_window_over_the_parallel_forward(cell):
+  model = _model(cell, num_layers=1)
   graphdef, params = nnx.split(model)
   forward = jax.jit(lambda p, *args: nnx.merge(graphdef, p)(*args)[0])
   rtg, states, actions, timesteps = _context()
-  stepped, window = jax.jit(lambda p, c: _step_mode(nnx.merge(graphdef, p), *c))(
-      params, (rtg, states, actions, timesteps))
+  act, observe, params, window = rollouts.policy(model, "window", K - 2, B)
+  stepped = []
+  for t in range(K):
+    window, action = act(params, window, rtg[:, t], states[:, t], timesteps[:, t])
+    stepped.append(action)
+    window = observe(params, window, actions[:, t], timesteps[:, t])
   # While the window fills, step t sees steps 0..t; afterwards the last K - 2 steps.
   for t in (0, K - 3, K - 1):
     start = max(0, t - (K - 3))
     parallel = forward(params, rtg[:, start:t + 1], states[:, start:t + 1],
                        actions[:, start:t + 1], timesteps[:, start:t + 1])
-    np.testing.assert_allclose(stepped[:, t], parallel[:, -1], rtol=1e-5, atol=1e-5)
-  np.testing.assert_array_equal(window["timesteps"], timesteps[:, 2:])
-  np.testing.assert_array_equal(window["count"], K)
-  with pytest.raises(ValueError, match="carries no state"):
-    model(rtg, states, actions, timesteps, window)
+    np.testing.assert_allclose(stepped[t], parallel[:, -1], rtol=1e-5, atol=1e-5)
+  np.testing.assert_array_equal(window.timesteps, timesteps[:, 2:])
+  np.testing.assert_array_equal(window.count, K)
+  with pytest.raises(ValueError, match="Unknown rollout mode 'windowed'"):
+    rollouts.policy(model, "windowed", K, B)

@@ -33,11 +33,12 @@ import orbax.checkpoint as ocp
 import pytest
 from flax import nnx
 
-from minrnn import distributed, run_config
 from minrnn import train as train_lib
-from minrnn.metrics import METRICS_FILE, read_metrics, series
-from minrnn.models import LanguageModel
+from minrnn.models import LanguageModel, build_language_model
 from minrnn.ops import SequenceParallel
+from minrnn.training import distributed, loop
+from minrnn.training.config import lm_defaults, load_config
+from minrnn.training.metrics import METRICS_FILE, read_metrics, series
 
 _REPO = pathlib.Path(__file__).resolve().parents[1]
 _SUBPROCESS_TIMEOUT_S = 240
@@ -85,9 +86,10 @@ def _run_self(*args: str, num_processes: int, cpu_devices_per_process: int) -> l
 # Training on a mesh: what the subprocesses run.
 
 
-def _model(implementation: str | None = None) -> LanguageModel:
-  return LanguageModel(_VOCAB, features=8, num_layers=1, cell="mingru", mlp_expansion=2,
-                       conv_kernel_size=2, implementation=implementation, rngs=nnx.Rngs(0))
+def _model(implementation: SequenceParallel | None = None) -> LanguageModel:
+  section = lm_defaults()
+  section.update(features=8, num_layers=1, cell="mingru", mlp_expansion=2, conv_kernel_size=2)
+  return build_language_model(section, _VOCAB, seed=0, implementation=implementation)
 
 
 def _optimizer() -> optax.GradientTransformation:
@@ -142,7 +144,7 @@ def _train(mesh, sequence_axis: str | None = None) -> dict:
 def _loop_config(mesh: dict | None = None, stop_at_step: int | None = None):
   """A tiny selective-copying run of `minrnn.train` (dropout on: its masks must not depend on
   the layout); `mesh` None leaves the configs' default, every device on `data`."""
-  config = run_config.load_config("configs/selective_copy/mingru.py", "cpu")
+  config = load_config("configs/selective_copy.py:mingru,cpu")
   config.data.batch_size = 8
   config.data.seq_len = 14  # With the 2 tokens to copy, 16 positions: 4 chunks of 4.
   config.data.num_tokens = 2
@@ -167,7 +169,7 @@ def _loop_config(mesh: dict | None = None, stop_at_step: int | None = None):
 def _segment_config(mesh: dict | None = None):
   """A tiny long-context run: minGRU over Tiny Shakespeare's segment streams, its state carried
   from one batch to the next (on a `sequence` axis, into the sequence-parallel scan)."""
-  config = run_config.load_config("configs/enwik8/mingru.py", "cpu")
+  config = load_config("configs/enwik8.py:mingru,cpu")
   config.data.name = "shakespeare"
   config.data.segments = True
   config.data.download = False
@@ -380,7 +382,7 @@ def test_training_loop_in_two_processes_matches_one(runs, checkpoint_dir, one_de
   np.testing.assert_allclose(losses["eval"], one_device_loop["eval"], rtol=1e-5)
   for run in runs["two_process"]:
     assert run["loop_eval_loss"] == pytest.approx(one_device_loop["eval"][-1], rel=1e-5)
-  final = json.loads((checkpoint_dir / "loop_two_process" / train_lib.FINAL_EVAL_FILE).read_text())
+  final = json.loads((checkpoint_dir / "loop_two_process" / loop.FINAL_EVAL_FILE).read_text())
   assert final["completed"] and final["step"] == _LOOP_STEPS
 
 

@@ -4,17 +4,12 @@ end to end from the command line."""
 import json
 import os
 import pathlib
-import subprocess
-import sys
 import zipfile
 
-import jax
 import numpy as np
 import pytest
 
 from minrnn.data import enwik8
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
 # XML-like bytes, including non-ASCII UTF-8, as in the dump.
 TEXT = ("<page>\n  <title>Zürich</title>\n  <text>[[Category:Cities]] &amp; 100 km²</text>\n"
         "</page>\n").encode() * 150
@@ -85,20 +80,14 @@ def test_wrong_or_missing_files_are_explained(tmp_path):
     enwik8.load_splits(tmp_path / "bad", download=False, verify_checksum=False)
 
 
-def test_srupp_config_trains_end_to_end_from_the_command_line(tmp_path):
+def test_srupp_config_trains_end_to_end_from_the_command_line(run_cli, tmp_path):
   root = write_zip(tmp_path / "data")
-  env = dict(os.environ, JAX_PLATFORMS="cpu",
-             JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir,
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.2",
-             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
-  run = subprocess.run(
-      [sys.executable, "-m", "minrnn.train", "--config", "configs/enwik8/srupp_base.py:cpu",
-       f"--config.data.dir={root}", "--config.data.verify_checksum=False",
-       "--config.train.num_steps=6", "--config.train.eval_every=6",
-       "--config.train.progress_bar=False", f"--workdir={tmp_path / 'run'}"],
-      cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  run = run_cli("train", "--config", "configs/enwik8.py:srupp,cpu",
+                f"--config.data.dir={root}", "--config.data.verify_checksum=False",
+                "--config.train.num_steps=6", "--config.train.eval_every=6",
+                "--config.train.progress_bar=False", f"--workdir={tmp_path / 'run'}")
   assert run.returncode == 0, run.stderr[-3000:]
-  assert "bits/token" in run.stdout and "test" in run.stdout
+  assert "bits_per_token" in run.stdout and "test" in run.stdout
   result = json.loads((tmp_path / "run" / "final_eval.json").read_text())
   assert result["step"] == 6 and result["cell"] == "srupp"
   assert set(result["splits"]) == {"test"}

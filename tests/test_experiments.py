@@ -6,8 +6,6 @@ import pathlib
 
 import pytest
 
-from minrnn import run_config
-
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TINY_MODEL = ["model.features=16", "model.num_layers=1", "model.mlp_expansion=2",
               "train.warmup_steps=1", "train.tensorboard=False"]
@@ -83,21 +81,3 @@ def test_runtime(tmp_path):
   assert set(records) == {"mingru", "gru"}
   assert all(r["status"] == "ok" and r["ms"] > 0 and r["bytes"] > 0 for r in records.values())
   assert "minGRU vs GRU" in _outputs(tmp_path, "rt")[1]
-
-
-def test_bad_override_is_a_clear_error():
-  with pytest.raises(ValueError, match="not a setting"):
-    run_config.load_config("configs/shakespeare/mingru.py", "cpu", ["model.featurez=3"])
-
-
-@pytest.mark.parametrize("path", [
-    "shakespeare/mamba.py", "shakespeare/transformer.py", "formal_languages/mingru.py",
-    "formal_languages/minlstm.py", "formal_languages/transformer.py"])
-@pytest.mark.parametrize("variant", ["paper", "cpu"])
-def test_experiment_configs_have_the_training_loop_keys(path, variant):
-  config = run_config.load_config("configs/" + path, variant)
-  reference = run_config.load_config("configs/quickstart.py")
-  assert set(config.train.keys()) == set(reference.train.keys())
-  assert set(config.model.keys()) == set(reference.model.keys())
-  assert config.model.cell == pathlib.Path(path).stem
-  assert 0 <= config.train.warmup_steps < config.train.num_steps

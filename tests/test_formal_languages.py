@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from minrnn.data import formal_languages as fl
-from minrnn.data import make_task
-from minrnn.run_config import load_config
+from minrnn.tasks import make_task
+from minrnn.training.config import load_config
 
 # EMPTY token of each task (the official files' VOCAB_SIZE - 1).
 EMPTY = {"parity_check": 2, "even_pairs": 2, "cycle_nav": 3, "bucket_sort": 10,
@@ -164,7 +164,7 @@ def test_chance_and_scaled_accuracy():
 
 
 def test_task_from_config_is_deterministic_and_splits_lengths():
-  config = load_config("configs/formal_languages/mingru.py", "cpu")
+  config = load_config("configs/formal_languages.py:mingru,cpu")
   config.data.task = "bucket_sort"
   task = make_task(config.data, seed=3)
   again = make_task(config.data, seed=3)

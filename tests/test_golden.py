@@ -2,7 +2,10 @@
 
 The expected numbers in `golden_losses.json` were recorded from the code before the upper half
 of the package was reorganised (one temporal-layer interface, layered folders); a reorganisation
-must not move them. They are compared bit for bit under the JAX version that recorded them, and
+must not move them. The settings were then written in the old config layout; the layout changed
+with the reorganisation (SRU++'s options moved under `model.cell_kwargs`, its block shape and
+head became settings, D4RL's rollout mode a setting), and the runs below say the same things in
+the new one. They are compared bit for bit under the JAX version that recorded them, and
 to a relative 1e-5 under other versions (XLA may round differently). A change that is meant to
 alter the maths re-records them (`python tests/test_golden.py`) and says why in its commit.
 
@@ -16,16 +19,16 @@ from __future__ import annotations
 import json
 import pathlib
 import sys
-import zipfile
 
 import jax
-import numpy as np
 import pytest
 from ml_collections import config_dict
 
+import datasets
 from minrnn import train as train_lib
-from minrnn.data import d4rl, paths
-from minrnn.metrics import read_metrics, series
+from minrnn.data import paths
+from minrnn.training.config import base_config, block_defaults, lm_defaults
+from minrnn.training.metrics import read_metrics, series
 
 GOLDEN = pathlib.Path(__file__).with_name("golden_losses.json")
 MESH = {"data": -1, "sequence": 1, "model": 1}
@@ -44,11 +47,14 @@ def _residual(cell, **overrides):
 
 
 def _srupp(**overrides):
-  model = {"cell": "srupp", "features": 16, "num_layers": 2, "proj_features": 8,
-           "attention_every": 2, "memory_length": 16, "dropout": 0.1, "attn_dropout": 0.1,
-           "highway_bias": -2.0, "layer_norm": True, "output": "linear",
-           "adaptive_cutoffs": None, "div_val": 4, "embed_features": None,
-           "softmax_chunk_size": 1024, "implementation": None, "dtype": "float32"}
+  model = {"cell": "srupp", "features": 16, "num_layers": 2,
+           "cell_kwargs": {"proj_features": 8, "attention_every": 2, "memory_length": 16,
+                           "dropout": 0.1, "attn_dropout": 0.1, "highway_bias": -2.0,
+                           "layer_norm": True},
+           "conv_kernel_size": 0, "mlp_expansion": 0, "dropout": 0.0, "pre_norm": False,
+           "residual": False, "final_norm": False, "io_dropout": 0.1, "tie_embeddings": False,
+           "head_bias": True, "adaptive_cutoffs": None, "div_val": 4, "embed_features": None,
+           "softmax_chunk_size": None, "implementation": None, "dtype": "float32"}
   return {**model, **overrides}
 
 
@@ -64,15 +70,20 @@ ENWIK8 = {"name": "enwik8", "dir": None, "download": False, "verify_checksum": F
 WIKITEXT = {"name": "wikitext103", "dir": None, "download": False, "cache_dir": None,
             "batch_size": 2, "seq_len": 16, "eval_batch_size": 2, "eval_seq_len": 16,
             "eval_batches": 2}
-D4RL = {"name": "d4rl", "env": "hopper", "dataset": "medium", "dir": None,
-        "file": "d4rl/hopper_medium-v2.hdf5", "batch_size": 4, "context": 4,
-        "return_scale": 1000.0, "max_timestep": 1000, "eval_fraction": 0.25, "eval_batches": 1,
-        "rollouts": {"target_returns": [3600.0, 1800.0], "num_episodes": 1, "seed": 1000,
-                     "max_steps": 5, "progress_bar": False}}
+def _d4rl(mode):
+  return {"name": "d4rl", "env": "hopper", "dataset": "medium", "dir": None,
+          "file": "d4rl/hopper_medium-v2.hdf5", "batch_size": 4, "context": 4,
+          "return_scale": 1000.0, "max_timestep": 1000, "eval_fraction": 0.25,
+          "eval_batches": 1,
+          "rollouts": {"target_returns": [3600.0, 1800.0], "num_episodes": 1, "mode": mode,
+                       "seed": 1000, "max_steps": 5, "progress_bar": False}}
+
+
 D4RL_MODEL = {"cell_kwargs": {}, "features": 16, "num_layers": 1, "conv_kernel_size": 0,
               "mlp_expansion": 2, "dropout": 0.1, "implementation": None, "dtype": "float32"}
 
-# name -> (data, model, seed); data "dir" None is filled with the fixture directory.
+# name -> (data, model, seed); data "dir" None is filled with the fixtures' data directory
+# (`datasets.write_all`).
 RUNS = {
     "copy_mingru": (COPY, _residual("mingru"), 0),
     "shakespeare_mingru": (SHAKESPEARE, _residual("mingru"), 0),
@@ -84,60 +95,32 @@ RUNS = {
         "sru", cell_kwargs={"dropout": 0.1, "rnn_dropout": 0.1, "layer_norm": True}), 0),
     "shakespeare_mamba": (SHAKESPEARE, _residual(
         "mamba", conv_kernel_size=0,
-        cell_kwargs={"state_size": 4, "expansion": 2, "conv_kernel_size": 4}), 0),
+        cell_kwargs={"state_size": 4, "expand": 2, "conv_kernel_size": 4}), 0),
     "shakespeare_transformer": (SHAKESPEARE, _residual(
         "transformer", conv_kernel_size=0, num_layers=2, cell_kwargs={"num_heads": 2}), 0),
     "formal_bucket_sort_minlstm": (FORMAL, _residual("minlstm"), 0),
     "enwik8_srupp": (ENWIK8, _srupp(), 1234),
     "enwik8_mingru": (ENWIK8, _residual("mingru", tie_embeddings=False), 1234),
-    "wikitext103_srupp": (WIKITEXT, _srupp(output="tied", adaptive_cutoffs=[8, 16, 24],
-                                           embed_features=16, softmax_chunk_size=12), 1234),
+    "wikitext103_srupp": (WIKITEXT, _srupp(tie_embeddings=True, head_bias=False,
+                                           adaptive_cutoffs=[8, 16, 24], embed_features=16,
+                                           softmax_chunk_size=12), 1234),
     "wikitext103_mingru": (WIKITEXT, _residual("mingru", softmax_chunk_size=12), 1234),
-    "d4rl_mingru": (D4RL, {"cell": "mingru", **D4RL_MODEL}, 0),
-    "d4rl_transformer": (D4RL, {"cell": "transformer", **D4RL_MODEL,
-                                "cell_kwargs": {"num_heads": 1}}, 0),
+    "d4rl_mingru": (_d4rl("step"), {"cell": "mingru", **D4RL_MODEL}, 0),
+    "d4rl_transformer": (_d4rl("window"), {"cell": "transformer", **D4RL_MODEL,
+                                           "cell_kwargs": {"num_heads": 1}}, 0),
 }
-
-# Fixture text in the upstream formats (enwik8: XML-like UTF-8 bytes; WikiText: tokenized
-# lines with headings), enough for a few segments per row.
-ENWIK8_TEXT = ("<page>\n  <title>Zürich</title>\n  <text>[[Category:Cities]] &amp; 100 km²"
-               "</text>\n</page>\n").encode() * 40
-WIKI_PARAGRAPH = (" The <unk> river runs 1 @,@ 200 km through the valley , and the town of "
-                  "Oakfield lies on its north bank . Fishing and trade made the town rich .\n")
-WIKI_SECTION = " \n = {title} = \n \n" + WIKI_PARAGRAPH + " \n = = History = = \n \n"
-
-
-def write_fixtures(root: pathlib.Path) -> pathlib.Path:
-  """Small files in the real datasets' formats under `root` (a data directory)."""
-  (root / "tinyshakespeare").mkdir(parents=True)
-  text = (paths.data_dir() / "tinyshakespeare" / "input.txt").read_text()
-  (root / "tinyshakespeare" / "input.txt").write_text(text)
-  (root / "enwik8").mkdir()
-  with zipfile.ZipFile(root / "enwik8" / "enwik8.zip", "w") as archive:
-    archive.writestr("enwik8", ENWIK8_TEXT)
-  (root / "wikitext-103").mkdir()
-  for split, titles in (("train", ["Alpha", "Beta", "Gamma"] * 4), ("valid", ["Delta"]),
-                        ("test", ["Alpha"])):
-    body = "".join(WIKI_SECTION.format(title=t) + WIKI_PARAGRAPH * 2 for t in titles)
-    (root / "wikitext-103" / f"wiki.{split}.tokens").write_text(body, encoding="utf-8")
-  rng = np.random.default_rng(0)
-  n = 60
-  data = {"observations": rng.normal(2.0, 3.0, size=(n, 11)).astype(np.float32),
-          "actions": rng.uniform(-1, 1, size=(n, 3)).astype(np.float32),
-          "rewards": rng.uniform(0, 2, size=n).astype(np.float32),
-          "terminals": np.zeros(n, bool), "timeouts": np.zeros(n, bool)}
-  data["terminals"][[19, 44]] = True
-  data["timeouts"][[29]] = True
-  (root / "d4rl").mkdir()
-  d4rl.write_d4rl(root / "d4rl" / "hopper_medium-v2.hdf5", data)
-  return root
-
 
 def golden_config(name: str, data_dir: pathlib.Path) -> config_dict.ConfigDict:
   data, model, seed = RUNS[name]
-  data = {**data, "dir": str(data_dir)} if "dir" in data else data
-  return config_dict.ConfigDict({"mesh": MESH, "train": TRAIN, "seed": seed, "data": data,
-                                 "model": model})
+  config = base_config()
+  config.mesh = config_dict.ConfigDict(MESH)
+  config.train = config_dict.ConfigDict(TRAIN)
+  config.seed = seed
+  config.data = config_dict.ConfigDict(
+      {**data, "dir": str(data_dir)} if "dir" in data else data)
+  config.model = block_defaults() if data["name"] == "d4rl" else lm_defaults()
+  config.model.update(model)
+  return config
 
 
 def run(name: str, data_dir: pathlib.Path, workdir: pathlib.Path) -> dict:
@@ -152,11 +135,6 @@ def run(name: str, data_dir: pathlib.Path, workdir: pathlib.Path) -> dict:
   if rollouts:
     pinned["rollout_returns"] = {t: r["returns"] for t, r in rollouts.items()}
   return pinned
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-  return write_fixtures(tmp_path_factory.mktemp("golden_data"))
 
 
 def _same(got, want, exact: bool, where: str):
@@ -178,12 +156,13 @@ def _same(got, want, exact: bool, where: str):
 
 
 @pytest.mark.parametrize("name", sorted(RUNS))
-def test_golden_losses(name, data_dir, tmp_path):
+def test_golden_losses(name, fixture_data_dir, tmp_path):
   if name.startswith("d4rl"):
     pytest.importorskip("h5py", reason="D4RL files are hdf5 (the `rl` extra)")
     pytest.importorskip("gymnasium", reason="rollouts need gymnasium[mujoco] (the `rl` extra)")
   golden = json.loads(GOLDEN.read_text())
-  got = json.loads(json.dumps(run(name, data_dir, tmp_path)))  # Floats as the file has them.
+  # Floats as the file has them.
+  got = json.loads(json.dumps(run(name, fixture_data_dir, tmp_path)))
   _same(got, golden["runs"][name], golden["jax"] == jax.__version__, name)
 
 
@@ -193,7 +172,7 @@ if __name__ == "__main__":
 
   with tempfile.TemporaryDirectory() as tmp:
     tmp = pathlib.Path(tmp)
-    fixtures = write_fixtures(tmp / "data")
+    fixtures = datasets.write_all(tmp / "data", paths.data_dir())
     names = sys.argv[1:] or sorted(RUNS)
     recorded = json.loads(GOLDEN.read_text())["runs"] if GOLDEN.exists() else {}
     for name in names:

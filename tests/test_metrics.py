@@ -5,7 +5,7 @@ import struct
 
 import pytest
 
-from minrnn.metrics import TENSORBOARD_DIR, MetricsWriter, read_metrics, series
+from minrnn.training.metrics import TENSORBOARD_DIR, MetricsWriter, read_metrics, series
 
 event_pb2 = pytest.importorskip("tensorboardX.proto.event_pb2")
 

@@ -9,28 +9,27 @@ import pytest
 from flax import nnx
 
 from minrnn.ops import chunked_softmax
-from minrnn.models import LanguageModel
-from minrnn.transformer import TransformerLM
 
 VOCAB, BATCH, TIME = 13, 2, 9
 
 MODELS = {
-    "tied": lambda chunk: LanguageModel(
-        VOCAB, features=8, num_layers=1, cell="mingru", conv_kernel_size=2, mlp_expansion=2,
-        softmax_chunk_size=chunk, rngs=nnx.Rngs(0)),
-    "untied": lambda chunk: LanguageModel(
-        VOCAB, features=8, num_layers=1, cell="mingru", conv_kernel_size=2, mlp_expansion=2,
-        tie_embeddings=False, softmax_chunk_size=chunk, rngs=nnx.Rngs(0)),
-    "transformer": lambda chunk: TransformerLM(
-        VOCAB, features=8, num_layers=1, num_heads=2, mlp_expansion=2,
-        softmax_chunk_size=chunk, rngs=nnx.Rngs(0)),
+    "tied": dict(cell="mingru"),
+    "untied": dict(cell="mingru", tie_embeddings=False),
+    "untied_bias_no_norm": dict(cell="mingru", tie_embeddings=False, head_bias=True,
+                                final_norm=False),
+    "transformer": dict(cell="transformer", conv_kernel_size=0, cell_kwargs={"num_heads": 2}),
 }
 
 
+def _model(tiny_lm, name, chunk):
+  settings = {"features": 8, "num_layers": 1, "conv_kernel_size": 2, **MODELS[name]}
+  return tiny_lm(vocab_size=VOCAB, softmax_chunk_size=chunk, **settings)
+
+
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_chunked_target_scores_equal_the_full_logits(name):
+def test_chunked_target_scores_equal_the_full_logits(tiny_lm, name):
   # 4 positions a chunk: 18 positions leave a padded last chunk.
-  chunked_model, full_model = MODELS[name](4), MODELS[name](None)
+  chunked_model, full_model = _model(tiny_lm, name, 4), _model(tiny_lm, name, None)
   rng = np.random.default_rng(0)
   tokens = jnp.asarray(rng.integers(0, VOCAB, (BATCH, TIME)), jnp.int32)
   targets = jnp.asarray(rng.integers(0, VOCAB, (BATCH, TIME)), jnp.int32)
@@ -108,11 +107,13 @@ def test_chunked_memory_does_not_grow_with_positions_times_vocab():
   assert temp_bytes(64) < full_scores / 4
 
 
-def test_bad_softmax_arguments_are_explained():
+def test_bad_softmax_arguments_are_explained(tiny_lm):
   with pytest.raises(ValueError, match="softmax_chunk_size must be a positive"):
-    MODELS["tied"](0)
+    _model(tiny_lm, "tied", 0)
   with pytest.raises(ValueError, match="softmax_chunk_size must be a positive"):
-    MODELS["transformer"](-1)
+    _model(tiny_lm, "transformer", -1)
+  with pytest.raises(ValueError, match="adaptive softmax scores targets in chunks"):
+    tiny_lm(vocab_size=40, adaptive_cutoffs=(8, 16), softmax_chunk_size=None)
   head = lambda h: h
   for chunk_size in (None, 4):
     with pytest.raises(ValueError, match="targets of its leading shape"):

@@ -7,7 +7,7 @@ import tempfile
 
 import matplotlib
 
-from minrnn import registry
+from minrnn.layers import registry
 
 NOTEBOOK = pathlib.Path(__file__).resolve().parents[1] / "notebooks" / "new_cell.ipynb"
 
@@ -22,7 +22,7 @@ def test_new_cell_notebook_runs(monkeypatch, tmp_path):
   for cell in cells:
     if cell["cell_type"] == "code":
       exec(compile("".join(cell["source"]), f"{NOTEBOOK.name}", "exec"), namespace)
-  assert "floor_gated" in registry.cell_names()
+  assert "floor_gated" in registry.names()
   results = namespace["results"]
   assert set(results) == {"mingru", "floor_gated"}
   for result in results.values():

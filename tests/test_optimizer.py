@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from minrnn.optimizer import make_optimizer
-from minrnn.run_config import base_config
+from minrnn.training.optimizer import make_optimizer
+from minrnn.training.config import base_config
 
 LR, WD, B1, B2, EPS, CLIP = 1e-2, 0.1, 0.9, 0.999, 1e-8, 1.0
 

@@ -1,26 +1,46 @@
 """Sampling: determinism with a fixed seed, greedy decoding, the command line, bad arguments."""
 
-import subprocess
-import sys
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 
 from minrnn import sample as sample_lib
 from minrnn import train as train_lib
-from minrnn.generation import make_generator
-from minrnn.models import LanguageModel
-from test_train import REPO, cli_env, tiny_shakespeare_config
+from minrnn.models import make_generator, sample_token
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
+def workdir(tiny_run, tmp_path_factory):
   path = tmp_path_factory.mktemp("run")
-  train_lib.train(tiny_shakespeare_config(num_steps=20), path)
+  config = tiny_run("shakespeare", num_steps=20)
+  config.train.eval_every = 10
+  train_lib.train(config, path)
   return path
+
+
+def test_temperature_divides_the_logits():
+  logits = jnp.array([[2.0, 0.5, -1.0, 0.0, 1.5], [0.0, 3.0, 1.0, -2.0, 0.5]])
+  for temperature in (0.3, 0.8, 2.0):
+    for seed in range(5):
+      key = jax.random.key(seed)
+      np.testing.assert_array_equal(
+          sample_token(logits, key, temperature, None),
+          jax.random.categorical(key, logits / temperature, axis=-1))
+  # Temperature 0 is the argmax.
+  np.testing.assert_array_equal(sample_token(logits, jax.random.key(0), 0.0, None), [0, 1])
+
+
+def test_top_k_samples_only_among_the_k_most_likely():
+  logits = jnp.array([[2.0, 0.5, -1.0, 0.0, 1.5], [0.0, 3.0, 1.0, -2.0, 0.5]])
+  # The two most likely tokens of each row, by hand: {0, 4} and {1, 2}.
+  masked = jnp.array([[2.0, -jnp.inf, -jnp.inf, -jnp.inf, 1.5],
+                      [-jnp.inf, 3.0, 1.0, -jnp.inf, -jnp.inf]])
+  for seed in range(20):
+    key = jax.random.key(seed)
+    got = sample_token(logits, key, 0.7, 2)
+    np.testing.assert_array_equal(got, jax.random.categorical(key, masked / 0.7, axis=-1))
+    assert got[0] in (0, 4) and got[1] in (1, 2)
 
 
 def test_same_seed_same_text_other_seed_other_text(workdir):
@@ -31,9 +51,10 @@ def test_same_seed_same_text_other_seed_other_text(workdir):
   assert a.startswith("ROMEO:") and len(a) == len("ROMEO:") + 40
 
 
-def test_greedy_generation_follows_the_parallel_argmax():
-  model = LanguageModel(7, features=8, num_layers=1, cell="mingru", conv_kernel_size=2,
-                        mlp_expansion=2, rngs=nnx.Rngs(0))
+@pytest.mark.parametrize("cell", ["mingru", "transformer"])
+def test_greedy_generation_follows_the_parallel_argmax(tiny_lm, cell):
+  model = tiny_lm(cell, vocab_size=7, features=8, num_layers=1, conv_kernel_size=2,
+                  cell_kwargs={"num_heads": 2} if cell == "transformer" else {})
   prompt = jnp.array([[1, 2, 3]], jnp.int32)
   tokens = make_generator(model, length=5, temperature=0.0)(prompt, jax.random.key(0))
   # Feeding prompt + generated text back in parallel: each generated token is the argmax
@@ -43,8 +64,8 @@ def test_greedy_generation_follows_the_parallel_argmax():
   np.testing.assert_array_equal(jnp.argmax(logits[0, 2:-1], -1), tokens[0])
 
 
-def test_top_k_one_is_greedy_and_bad_arguments_are_rejected():
-  model = LanguageModel(7, features=8, num_layers=1, cell="mingru", rngs=nnx.Rngs(0))
+def test_top_k_one_is_greedy_and_bad_arguments_are_rejected(tiny_lm):
+  model = tiny_lm("mingru", vocab_size=7, features=8, num_layers=1)
   prompt = jnp.array([[1, 2]], jnp.int32)
   greedy = make_generator(model, length=4, temperature=0.0)(prompt, jax.random.key(0))
   top1 = make_generator(model, length=4, temperature=2.0, top_k=1)(prompt, jax.random.key(5))
@@ -55,11 +76,9 @@ def test_top_k_one_is_greedy_and_bad_arguments_are_rejected():
     make_generator(model, length=4)(jnp.zeros((1, 0), jnp.int32), jax.random.key(0))
 
 
-def test_sample_command_line_prints_the_continuation(workdir):
-  proc = subprocess.run(
-      [sys.executable, "-m", "minrnn.sample", "--workdir", str(workdir), "--prompt", "ROMEO:",
-       "--length", "30", "--seed", "3", "--top_k", "5"],
-      cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=300)
+def test_sample_command_line_prints_the_continuation(run_cli, workdir):
+  proc = run_cli("sample", "--workdir", workdir, "--prompt", "ROMEO:", "--length", "30",
+                 "--seed", "3", "--top_k", "5")
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert proc.stdout.startswith("ROMEO:")
   expected = sample_lib.sample(workdir, "ROMEO:", length=30, top_k=5, seed=3)

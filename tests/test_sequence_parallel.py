@@ -126,14 +126,16 @@ def _cell_checks(mesh) -> dict[str, float]:
 
 def _model_checks(mesh) -> dict[str, float]:
   """A 2-layer minGRU LM on tokens sharded over time: logits and gradients as unsharded."""
-  from minrnn.models import LanguageModel
+  from minrnn.models import build_language_model
+  from minrnn.training.config import lm_defaults
 
   name = SequenceParallel(mesh, "sequence", inner="associative")
   tokens = jax.random.randint(jax.random.key(3), (2, 16), 0, 11)
+  section = lm_defaults()
+  section.update(features=8, num_layers=2, cell="mingru", mlp_expansion=2)
 
   def loss_fn(implementation):
-    model = LanguageModel(11, features=8, num_layers=2, cell="mingru", mlp_expansion=2,
-                          implementation=implementation, rngs=nnx.Rngs(0))
+    model = build_language_model(section, 11, seed=0, implementation=implementation)
     graphdef, params = nnx.split(model)
 
     def f(params, tokens):
@@ -160,7 +162,7 @@ def _error_checks(mesh) -> dict[str, str]:
 
 
 def _worker() -> dict:
-  from minrnn.distributed import make_mesh
+  from minrnn.training.distributed import make_mesh
 
   devices = jax.devices()
   assert len(devices) == _NUM_DEVICES, devices

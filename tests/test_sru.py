@@ -11,9 +11,8 @@ from ml_collections import config_dict
 import oracle
 from minrnn import train as train_lib
 from minrnn.cells.sru import SRU, SRUCell
-from minrnn.models import LanguageModel
+from minrnn.training.metrics import read_metrics, series
 from minrnn.ops import flip_sequences
-from test_train import _train_losses, tiny_copy_config
 
 B, T, IN = 2, 6, 6
 
@@ -296,20 +295,25 @@ def test_bad_inputs_raise_clear_errors():
     SRUCell(IN, 4, rnn_dropout=1.0, rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match="n_proj must be >= 0"):
     SRUCell(IN, 4, n_proj=-1, rngs=nnx.Rngs(0))
-  # A misspelled option in a model config's cell_kwargs names the cell's options.
-  with pytest.raises(ValueError, match="'sru' has no option 'n_projection'.*n_proj"):
-    LanguageModel(11, features=8, num_layers=1, cell="sru", cell_kwargs={"n_projection": 4},
-                  rngs=nnx.Rngs(0))
 
 
-def _language_model(**cell_kwargs):
-  return LanguageModel(11, features=IN, num_layers=1, cell="sru", conv_kernel_size=0,
-                       mlp_expansion=1, cell_kwargs=cell_kwargs, rngs=nnx.Rngs(12))
+
+@pytest.fixture
+def language_model(tiny_lm):
+  def make(**cell_kwargs):
+    return tiny_lm("sru", features=IN, num_layers=1, conv_kernel_size=0, mlp_expansion=1,
+                   cell_kwargs=cell_kwargs, seed=12)
+  return make
 
 
-def test_blocks_pass_their_dropout_keys_to_the_cell():
-  model = _language_model(dropout=0.5, rnn_dropout=0.3, use_tanh=True, n_proj=3)
-  cell = model.blocks[0].cell
+def test_a_misspelled_option_names_itself(language_model):
+  with pytest.raises(ValueError, match="'sru' was given an option.*n_projection"):
+    language_model(n_projection=4)
+
+
+def test_blocks_pass_their_dropout_keys_to_the_cell(language_model):
+  model = language_model(dropout=0.5, rnn_dropout=0.3, use_tanh=True, n_proj=3)
+  cell = model.blocks[0].temporal.cell
   assert cell.projection_size == 3 and cell.use_tanh  # Options set from cell_kwargs.
   tokens = jnp.asarray(np.arange(2 * T).reshape(2, T) % 11, jnp.int32)
   logits = lambda m, key=None: m(tokens, rngs=None if key is None else nnx.Rngs(dropout=key))[0]
@@ -317,14 +321,14 @@ def test_blocks_pass_their_dropout_keys_to_the_cell():
   np.testing.assert_array_equal(logits(model, 0), a)
   assert not np.allclose(logits(model, 1), a)
   # Without keys the block's output is the dropout-free model's.
-  plain = _same_params(model, _language_model(use_tanh=True, n_proj=3))
+  plain = _same_params(model, language_model(use_tanh=True, n_proj=3))
   np.testing.assert_array_equal(logits(model), logits(plain))
   assert not np.allclose(logits(plain, 0), a)
 
 
-def test_training_with_sru_dropout_resumes_exactly(tmp_path):
+def test_training_with_sru_dropout_resumes_exactly(tiny_run, tmp_path):
   # The resume check of test_train, smaller: SRU dropout keys come from the train step.
-  config = tiny_copy_config(num_steps=4)
+  config = tiny_run("copy", num_steps=4)
   config.model.cell = "sru"
   config.model.cell_kwargs = config_dict.ConfigDict({"dropout": 0.3, "rnn_dropout": 0.2})
   config.train.checkpoint_every = 2
@@ -334,9 +338,10 @@ def test_training_with_sru_dropout_resumes_exactly(tmp_path):
   train_lib.train(config, tmp_path / "resumed")
   config.train.stop_at_step = None
   resumed = train_lib.train(config, tmp_path / "resumed")
-  steps, losses = _train_losses(tmp_path / "resumed")
-  assert steps == [1, 2, 3, 4] and np.all(np.isfinite(losses))
-  assert (steps, losses) == _train_losses(tmp_path / "straight")
+  losses = lambda run: series(read_metrics(tmp_path / run / "metrics.jsonl"), "train", "loss")
+  steps, resumed_losses = losses("resumed")
+  assert steps == [1, 2, 3, 4] and np.all(np.isfinite(resumed_losses))
+  assert (steps, resumed_losses) == losses("straight")
   assert resumed["eval"] == straight["eval"]
 
 

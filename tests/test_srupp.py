@@ -6,10 +6,26 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from minrnn.cells.srupp import SRUppAttention, SRUppLayer
-from minrnn.srupp import SRUppLanguageModel
+from minrnn.layers.srupp import SRUppAttention, SRUppLayer
 
 B, T, D = 2, 6, 8
+
+
+@pytest.fixture
+def srupp_lm(tiny_lm):
+  """An SRU++ language model as the SRU++ configs build it (layers stacked without norm or
+  residual, linear head with a bias), vocabulary 30, width D."""
+  def make(num_layers, seed, adaptive_cutoffs=None, softmax_chunk_size=None, **options):
+    return tiny_lm("srupp", vocab_size=30, seed=seed, features=D, num_layers=num_layers,
+                   conv_kernel_size=0, mlp_expansion=0, pre_norm=False, residual=False,
+                   final_norm=False, tie_embeddings=False, head_bias=True,
+                   adaptive_cutoffs=adaptive_cutoffs, softmax_chunk_size=softmax_chunk_size,
+                   cell_kwargs={"proj_features": 4, **options})
+  return make
+
+
+def _layers(model):
+  return [block.temporal for block in model.blocks]
 
 
 @pytest.fixture(scope="module")
@@ -46,69 +62,68 @@ def test_masked_memory_is_invisible_and_visible_memory_is_read(attention):
 
 
 def test_alpha_starts_at_zero_so_a_new_layer_ignores_the_context():
-  layer = SRUppLayer(D, D, proj_features=4, memory_length=T, rngs=nnx.Rngs(1))
+  layer = SRUppLayer(D, proj_features=4, memory_length=T, rngs=nnx.Rngs(1))
   assert float(layer.transform.alpha[...]) == 0.0
-  state = layer.initialize_state(B)
-  state["memory"], state["memory_mask"] = _x(4, (B, T, D)), jnp.ones((B, T), bool)
+  state = layer.initialize_state(B)._replace(memory=_x(4, (B, T, D)),
+                                             memory_mask=jnp.ones((B, T), bool))
   h_memory, _ = layer(_x(5), state)
   h_fresh, _ = layer(_x(5))
   np.testing.assert_allclose(h_memory, h_fresh, rtol=1e-5, atol=1e-6)
 
 
 def test_layer_state_keeps_the_last_inputs_as_memory():
-  layer = SRUppLayer(D, 10, proj_features=4, memory_length=4, rngs=nnx.Rngs(2))
+  layer = SRUppLayer(D, proj_features=4, memory_length=4, rngs=nnx.Rngs(2))
   x = _x(6)
   h, state = layer(x)
-  assert h.shape == (B, T, 10) and state["c"].shape == (B, 10)
-  assert state["c"].dtype == jnp.float32
-  np.testing.assert_array_equal(state["memory"], x[:, -4:])
-  assert state["memory_mask"].all()
+  assert h.shape == (B, T, D) and state.c.shape == (B, D)
+  assert state.c.dtype == jnp.float32
+  np.testing.assert_array_equal(state.memory, x[:, -4:])
+  assert state.memory_mask.all()
   _, short = layer(x[:, :2])
-  np.testing.assert_array_equal(short["memory_mask"][0], [False, False, True, True])
+  np.testing.assert_array_equal(short.memory_mask[0], [False, False, True, True])
 
 
-def test_two_segments_with_carried_state_equal_one_long_segment():
+def test_two_segments_with_carried_state_equal_one_long_segment(srupp_lm):
   # With memory as long as a segment, the second segment's positions see exactly the context
   # they see in one long pass: the previous segment through the memory, and the recurrence.
-  model = SRUppLanguageModel(30, features=D, num_layers=2, proj_features=4, attention_every=1,
-                             memory_length=T, rngs=nnx.Rngs(3))
-  for layer in model.layers:
+  model = srupp_lm(2, 3, attention_every=1, memory_length=T)
+  for layer in _layers(model):
     layer.transform.alpha[...] = jnp.ones(())
   tokens = jax.random.randint(jax.random.key(7), (B, 2 * T), 0, 30)
   long, long_state = model(tokens)
   first, state = model(tokens[:, :T])
   second, state = model(tokens[:, T:], state)
   np.testing.assert_allclose(jnp.concatenate([first, second], 1), long, rtol=1e-4, atol=1e-5)
-  np.testing.assert_allclose(state[0]["c"], long_state[0]["c"], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(state[0].temporal.c, long_state[0].temporal.c, rtol=1e-5,
+                             atol=1e-6)
   # Without the carried state the second segment is scored differently.
   alone, _ = model(tokens[:, T:])
   assert jnp.abs(alone - second).max() > 1e-3
 
 
-def test_attention_only_every_kth_layer_and_gradients_reach_alpha():
-  model = SRUppLanguageModel(30, features=D, num_layers=4, proj_features=4, attention_every=2,
-                             memory_length=3, rngs=nnx.Rngs(4))
-  assert [layer.attention for layer in model.layers] == [False, True, False, True]
-  assert [layer.memory_length for layer in model.layers] == [0, 3, 0, 3]
+def test_attention_only_every_kth_layer_and_gradients_reach_alpha(srupp_lm):
+  model = srupp_lm(4, 4, attention_every=2, memory_length=3)
+  assert [layer.attention for layer in _layers(model)] == [False, True, False, True]
+  assert [layer.memory_length for layer in _layers(model)] == [0, 3, 0, 3]
   tokens = jax.random.randint(jax.random.key(8), (B, T), 0, 30)
 
   def loss(model):
     return -jax.nn.log_softmax(model(tokens)[0])[..., 0].mean()
 
   grads = nnx.jit(nnx.grad(loss))(model)  # One compiled program, not many eager ops.
-  assert float(jnp.abs(grads.layers[1].transform.alpha[...])) > 0
+  assert float(jnp.abs(grads.blocks[1].temporal.transform.alpha[...])) > 0
 
 
-def test_bad_arguments_are_explained():
+def test_bad_arguments_are_explained(srupp_lm):
   with pytest.raises(ValueError, match="memory_length > 0 needs attention"):
-    SRUppLayer(D, D, proj_features=4, attention=False, memory_length=2, rngs=nnx.Rngs(0))
-  model = SRUppLanguageModel(30, features=D, num_layers=1, proj_features=4, rngs=nnx.Rngs(0))
+    SRUppLayer(D, proj_features=4, attention=False, memory_length=2, rngs=nnx.Rngs(0))
+  model = srupp_lm(1, 0)
   with pytest.raises(ValueError, match=r"integer ids of shape \(batch, time\)"):
     model(jnp.zeros((B, T, D)))
 
 
 def test_highway_dropout_is_one_mask_per_sequence_and_off_in_evaluation():
-  layer = SRUppLayer(D, D, proj_features=4, dropout=0.5, rngs=nnx.Rngs(5))
+  layer = SRUppLayer(D, proj_features=4, dropout=0.5, rngs=nnx.Rngs(5))
   x = _x(9)
   h_eval, _ = layer(x)
   h_train, _ = layer(x, rngs=nnx.Rngs(dropout=0))
@@ -119,10 +134,9 @@ def test_highway_dropout_is_one_mask_per_sequence_and_off_in_evaluation():
   assert dropped.any() and not dropped.all()
 
 
-def test_step_mode_matches_parallel_mode():
-  model = SRUppLanguageModel(30, features=D, num_layers=2, proj_features=4, attention_every=2,
-                             memory_length=T, rngs=nnx.Rngs(6))
-  model.layers[1].transform.alpha[...] = jnp.ones(())
+def test_step_mode_matches_parallel_mode(srupp_lm):
+  model = srupp_lm(2, 6, attention_every=2, memory_length=T)
+  _layers(model)[1].transform.alpha[...] = jnp.ones(())
   tokens = jax.random.randint(jax.random.key(10), (B, T), 0, 30)
   parallel, _ = model(tokens)
 
@@ -137,9 +151,8 @@ def test_step_mode_matches_parallel_mode():
 
 
 @pytest.mark.parametrize("cutoffs", [(8, 16), None])
-def test_target_log_probs_match_the_full_scores(cutoffs):
-  model = SRUppLanguageModel(30, features=D, num_layers=1, proj_features=4, memory_length=T,
-                             adaptive_cutoffs=cutoffs, softmax_chunk_size=5, rngs=nnx.Rngs(7))
+def test_target_log_probs_match_the_full_scores(srupp_lm, cutoffs):
+  model = srupp_lm(1, 7, memory_length=T, adaptive_cutoffs=cutoffs, softmax_chunk_size=5)
   tokens = jax.random.randint(jax.random.key(11), (B, T), 0, 30)
   scores, state = model(tokens)
   targets = jnp.argmax(scores, -1).at[:, ::2].set(tokens[:, ::2])  # Half of them top words.
@@ -156,7 +169,7 @@ def test_layer_norm_feeds_the_attention_normalised_inputs_and_keeps_raw_memory()
   # With r ≈ 1 (highway bias +30) the output is c, which depends on x only through U; with
   # layer_norm, U reads LayerNorm(x), so scaling x changes nothing. The memory stays raw.
   def layer(layer_norm):
-    module = SRUppLayer(D, D, proj_features=4, memory_length=3, highway_bias=30.0,
+    module = SRUppLayer(D, proj_features=4, memory_length=3, highway_bias=30.0,
                         layer_norm=layer_norm, rngs=nnx.Rngs(7))
     module.transform.alpha[...] = jnp.ones(())
     return module
@@ -165,6 +178,6 @@ def test_layer_norm_feeds_the_attention_normalised_inputs_and_keeps_raw_memory()
   normed = layer(True)
   h, state = normed(x)
   np.testing.assert_allclose(normed(3.0 * x)[0], h, rtol=1e-4, atol=1e-5)
-  np.testing.assert_array_equal(state["memory"], x[:, -3:])
+  np.testing.assert_array_equal(state.memory, x[:, -3:])
   plain = layer(False)
   assert jnp.abs(plain(3.0 * x)[0] - plain(x)[0]).max() > 1e-2

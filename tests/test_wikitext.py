@@ -14,10 +14,14 @@ import pytest
 from flax import nnx
 
 from minrnn import train as train_lib
-from minrnn.adaptive import AdaptiveEmbedding
 from minrnn.data import data_dir, wikitext
+from minrnn.data.segments import SegmentStream
+from minrnn.layers.adaptive import AdaptiveEmbedding
 from minrnn.models import LanguageModel
-from minrnn.run_config import load_config
+from minrnn.tasks import StreamTask
+from minrnn.training.config import load_config
+from minrnn.training.steps import (create_state, initial_model_state, make_eval_step,
+                                   make_train_step)
 
 
 # The upstream layout: a blank line, ` = Heading = `, a blank line, tokenized text with <unk>
@@ -88,8 +92,8 @@ def test_missing_files_are_explained(tmp_path):
     wikitext.load_splits("wikitext103", tmp_path)
 
 
-def srupp_config(variant):
-  return load_config("configs/wikitext103/srupp_base.py", variant)
+def srupp_config(size):
+  return load_config(f"configs/wikitext103.py:srupp,{size}")
 
 
 def test_srupp_with_adaptive_softmax_trains_on_the_fixture(tmp_path):
@@ -115,14 +119,18 @@ def _assert_loop_scores_like_full_scores(config, forbid_full_scores):
   gradient norm of the model's full scores; `forbid_full_scores()` then makes building full
   `(B, T, vocab)` scores raise, so the steps must score the targets in chunks."""
   vocab_size = 40
-  state = train_lib.create_state(config, vocab_size)
+  ids = np.arange(200) % vocab_size
+  task = StreamTask(SegmentStream(
+      name="toy", train_ids=ids, eval_ids={"valid": ids}, vocab_size=vocab_size,
+      batch_size=config.data.batch_size, seq_len=config.data.seq_len, decode=str, encode=list))
+  state = create_state(config, task)
   shape = (config.data.batch_size, config.data.seq_len)
   rng = np.random.default_rng(0)
   batch = {"inputs": rng.integers(0, vocab_size, shape, dtype=np.int32),
            "targets": rng.integers(0, vocab_size, shape, dtype=np.int32),
            "weights": np.ones(shape, np.float32)}
   batch["weights"][1, 9:] = 0.0
-  model_state = train_lib.initial_model_state(state, shape[0])
+  model_state = initial_model_state(state, shape[0])
 
   def full_loss(model):
     scores, _ = model(jnp.asarray(batch["inputs"]), model_state)
@@ -133,10 +141,10 @@ def _assert_loop_scores_like_full_scores(config, forbid_full_scores):
   correct = (jnp.argmax(scores, -1) == batch["targets"]) * batch["weights"]
 
   forbid_full_scores()
-  sums, _ = train_lib.make_eval_step(state)(state.params, batch, model_state)
+  sums, _ = make_eval_step(state, task)(state.params, batch, model_state)
   np.testing.assert_allclose(sums["loss"] / sums["weight"], loss, rtol=1e-5)
   assert float(sums["correct"]) == float(correct.sum())
-  _, _, metrics, _ = train_lib.make_train_step(state)(
+  _, _, metrics, _ = make_train_step(state, task)(
       state.params, state.opt_state, batch, jax.random.key(0), model_state)
   np.testing.assert_allclose(metrics["loss"], loss, rtol=1e-5)
   np.testing.assert_allclose(metrics["grad_norm"], optax.tree.norm(nnx.state(grads, nnx.Param)),
@@ -158,10 +166,9 @@ def test_loop_scores_the_adaptive_softmax_like_its_full_log_probs(monkeypatch):
 
 def test_loop_scores_the_residual_lm_in_chunks_like_its_full_logits(monkeypatch):
   # minGRU's tied full softmax, scored 12 positions at a time.
-  config = load_config("configs/wikitext103/mingru.py", "cpu")
+  config = load_config("configs/wikitext103.py:mingru,cpu")
   assert config.model.softmax_chunk_size == 12
-  assert load_config("configs/wikitext103/mingru.py", "paper").model.softmax_chunk_size == 1024
-  assert train_lib.create_state(config, 40).model().softmax_chunk_size == 12
+  assert load_config("configs/wikitext103.py:mingru").model.softmax_chunk_size == 1024
   head = LanguageModel._logits
 
   def chunk_logits_only(self, x):

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from minrnn.data.d4rl import write_d4rl
 from minrnn.data.paths import data_dir
-from minrnn.rl.evaluate import make_env
+from minrnn.tasks.rollouts import make_env
 
 DEFAULT_FILE = "generated/hopper_pd_noisy.hdf5"
 

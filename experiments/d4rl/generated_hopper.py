@@ -2,7 +2,7 @@
 
 Generates the dataset of `generate_hopper.py` (if missing) in D4RL's format, trains the
 Decision-style minGRU and minLSTM and the Decision Transformer baseline on it with
-`configs/d4rl/hopper_medium_<cell>.py:cpu` (the file swapped for the generated one), rolls
+`configs/d4rl.py:hopper-medium,<cell>,cpu` (the file swapped for the generated one), rolls
 each out in Hopper-v5 and writes `<out>.json` / `<out>.md`. Scores use D4RL's Hopper reference returns, but the data is a
 hand-written noisy controller's, so they are not comparable with D4RL results.
 
@@ -21,13 +21,12 @@ import jax
 import numpy as np
 
 import generate_hopper  # A sibling script: run this file as `python experiments/d4rl/...`.
-from table import markdown_table, run_entry, summarize
+from table import CELLS, d4rl_config, markdown_table, run_entry, summarize
 
-from minrnn.data.d4rl import D4RLTask, write_d4rl
+from minrnn.data.d4rl import D4RLWindows, write_d4rl
 from minrnn.data.paths import data_dir
-from minrnn.rl.config import CELLS, d4rl_config
-from minrnn.rl.evaluate import normalized_score
-from minrnn.run_config import apply_overrides
+from minrnn.tasks.rollouts import normalized_score
+from minrnn.training.config import apply_overrides
 
 # The generated episodes' returns reach about 1000 (a full episode without falling).
 TARGET_RETURNS = (1000.0, 500.0)
@@ -70,7 +69,7 @@ def main():
 
   config = d4rl_config("hopper", "medium", args.cells[0], "cpu")
   apply_overrides(config, args.overrides)
-  task = D4RLTask(env="hopper", file=generate_hopper.DEFAULT_FILE, batch_size=1, context=1,
+  task = D4RLWindows(env="hopper", file=generate_hopper.DEFAULT_FILE, batch_size=1, context=1,
                   return_scale=1.0, max_timestep=1000, eval_fraction=0.0, eval_batches=0,
                   seed=0)
   stats = {**task.describe(), "file": generate_hopper.DEFAULT_FILE}
@@ -92,7 +91,7 @@ def main():
             f"{stats['return_max']:.0f} (mean {stats['return_mean']:.0f}); behaviour policy "
             f"mean normalised score {behaviour['mean_normalized_score']:.1f}, best episode "
             f"{behaviour['best_episode_normalized_score']:.1f}.",
-            f"Model and training: configs/d4rl/hopper_medium_<cell>.py:cpu "
+            f"Model and training: configs/d4rl.py:hopper-medium,<cell>,cpu "
             f"({config.model.num_layers} layers, width {config.model.features}, context "
             f"{config.data.context}, batch {config.data.batch_size}, "
             f"{config.train.num_steps} steps), overrides {args.overrides or 'none'}; "

@@ -5,7 +5,7 @@ Medium, Medium-Replay, Medium-Expert, mean ± standard deviation over training s
     python experiments/d4rl/table.py --workdir runs/d4rl --out experiments/results/d4rl
 
 needs D4RL's nine MuJoCo v2 hdf5 files in `<data dir>/d4rl/` (see `minrnn/data/d4rl.py`). Each
-(task, cell, seed) trains with `configs/d4rl/<env>_<dataset>_<cell>.py` in its own run directory
+(task, cell, seed) trains with `configs/d4rl.py:<env>-<dataset>,<cell>` in its own run directory
 `<workdir>/<env>_<dataset>_<cell>/seed<k>`, resuming an unfinished run and reusing a finished
 one, so the command can be stopped and repeated. `--set key=value` overrides config entries
 (e.g. `--set train.num_steps=20000`); `--envs`, `--datasets`, `--cells`, `--seeds` pick a part.
@@ -25,8 +25,10 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 from minrnn import train as train_lib  # noqa: E402
 from minrnn.data.d4rl import DATASETS, ENVS  # noqa: E402
-from minrnn.rl.config import CELLS, d4rl_config  # noqa: E402
-from minrnn.run_config import apply_overrides  # noqa: E402
+from minrnn.training import loop  # noqa: E402
+from minrnn.training.config import apply_overrides, load_config  # noqa: E402
+
+CELLS = ("mingru", "minlstm", "transformer")
 
 ENV_NAMES = {"halfcheetah": "HalfCheetah", "hopper": "Hopper", "walker2d": "Walker2d"}
 DATASET_NAMES = {"medium": "Medium", "medium_replay": "Medium-Replay",
@@ -34,9 +36,14 @@ DATASET_NAMES = {"medium": "Medium", "medium_replay": "Medium-Replay",
 CELL_NAMES = {"mingru": "minGRU", "minlstm": "minLSTM", "transformer": "Transformer"}
 
 
+def d4rl_config(env: str, dataset: str, cell: str, variant: str):
+  """`configs/d4rl.py` for one table entry (dataset as D4RL's file names spell it)."""
+  return load_config(f"configs/d4rl.py:{env}-{dataset.replace('_', '-')},{cell},{variant}")
+
+
 def run_entry(config, workdir: pathlib.Path) -> dict[str, Any]:
   """Trains (or resumes, or reuses) one run; returns its `final_eval.json`."""
-  done = workdir / train_lib.FINAL_EVAL_FILE
+  done = workdir / loop.FINAL_EVAL_FILE
   if done.exists():
     result = json.loads(done.read_text())
     if result.get("completed") and "final_evaluation" in result:

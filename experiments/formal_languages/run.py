@@ -5,7 +5,7 @@ minLSTM and a Transformer, one accuracy per task.
     python experiments/formal_languages/run.py --variant cpu    # small models, 2-core CPU
     python experiments/formal_languages/run.py --tasks parity_check,majority --models mingru
 
-Each (task, model) trains with `minrnn.train.train` from `configs/formal_languages/<model>.py`
+Each (task, model) trains with `minrnn.train.train` from `configs/formal_languages.py:<model>`
 with `data.task` set, in `<workdir>/<variant>_<task>_<model>` (resumed if it exists). The table
 reports the test accuracy of the scored answer tokens at the end of training (per token for
 bucket sort, as the official code scores it). Later versions of "Were RNNs All We Needed?" report these tasks; their
@@ -21,9 +21,9 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 from experiments import reporting  # noqa: E402
-from minrnn import run_config  # noqa: E402
 from minrnn.data import formal_languages  # noqa: E402
 from minrnn.data.formal_languages import LANGUAGES  # noqa: E402
+from minrnn.training.config import load_config  # noqa: E402
 
 NAMES = {"mingru": "minGRU", "minlstm": "minLSTM", "transformer": "Transformer"}
 
@@ -57,13 +57,13 @@ def main(argv=None) -> dict:
       overrides = [f"data.task={task!r}", *args.override]
       if args.stop_at_step is not None:
         overrides.append(f"train.stop_at_step={args.stop_at_step}")
-      config = run_config.load_config(f"configs/formal_languages/{model}.py", args.variant,
-                                     overrides)
+      config = load_config(f"configs/formal_languages.py:{model},{args.variant}",
+                           overrides=overrides)
       workdir = pathlib.Path(args.workdir) / f"{args.variant}_{task}_{model}"
       run = reporting.train_run(config, workdir)
       run.update(task=task, model=model, score=run["eval"]["accuracy"],
                  max_len=config.data.eval_max_len,
-                 config=f"configs/formal_languages/{model}.py:{args.variant}",
+                 config=f"configs/formal_languages.py:{model},{args.variant}",
                  overrides=overrides)
       runs.append(run)
       print(f"{task} / {NAMES[model]}: test accuracy {run['score']:.3f} "

@@ -18,8 +18,10 @@ import time
 import jax
 from flax import nnx
 
-from minrnn import run_config
 from minrnn import train as train_lib
+from minrnn.tasks import make_task
+from minrnn.training.config import load_config
+from minrnn.training.steps import create_state
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 RESULTS = REPO / "experiments" / "results"
@@ -27,13 +29,13 @@ RESULTS = REPO / "experiments" / "results"
 
 def configs(num_steps: int) -> dict:
   """Both models on the same data, optimizer and budget; only `model` differs."""
-  srupp = run_config.load_config("configs/enwik8/srupp_base.py", "cpu")
+  srupp = load_config("configs/enwik8.py:srupp,cpu")
   srupp.model.features = 192
   srupp.model.num_layers = 3
-  srupp.model.proj_features = 48
-  srupp.model.attention_every = 2
-  srupp.model.memory_length = 64
-  mingru = run_config.load_config("configs/enwik8/mingru.py", "cpu")
+  srupp.model.cell_kwargs.proj_features = 48
+  srupp.model.cell_kwargs.attention_every = 2
+  srupp.model.cell_kwargs.memory_length = 64
+  mingru = load_config("configs/enwik8.py:mingru,cpu")
   mingru.model.features = 80
   for config in (srupp, mingru):
     config.data.name = "shakespeare"
@@ -64,7 +66,7 @@ def main() -> None:
   for name, config in configs(args.steps).items():
     start = time.perf_counter()
     result = train_lib.train(config, pathlib.Path(args.workdir) / name)
-    model = train_lib.create_state(config, 65).model()
+    model = create_state(config, make_task(config.data, config.seed)).model()
     rows[name] = {
         "eval_valid": result["eval"],
         "parameters": sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param))),

@@ -8,7 +8,7 @@ A case is one layer of a model (minrnn's cell, `features` in and out) and one tr
 it: forward, loss `mean(y**2)`, backward to the parameters and the inputs. Models: minGRU and
 minLSTM (parallel scan, `--implementation`, default the platform's: the Pallas kernel on GPU),
 GRU and LSTM (Flax's cells, one step at a time with `jax.lax.scan`: the traditional sequential
-RNNs), Mamba (`minrnn.mamba.Mamba`, pure JAX) and, when PyTorch with CUDA is present, PyTorch's
+RNNs), Mamba (`minrnn.layers.Mamba`, pure JAX) and, when PyTorch with CUDA is present, PyTorch's
 cuDNN GRU and LSTM (the fastest traditional RNNs there are; optional, `--no_torch` skips).
 
 Time: median over repetitions of back-to-back steps (`minrnn.kernels.benchmarking.time_jax` /
@@ -62,15 +62,15 @@ def _jax_case(model: str, batch: int, time_steps: int, features: int, implementa
   import jax
   import jax.numpy as jnp
   from flax import nnx
-  from minrnn import registry
+  from minrnn.layers import registry
 
-  cell = registry.get_cell(model)(features, features, rngs=nnx.Rngs(0), dtype=None,
-                                  param_dtype=jnp.float32)
-  graphdef, params = nnx.split(cell, nnx.Param)
-  scan_kwargs = {} if model in ("gru", "lstm") else {"implementation": implementation}
+  # GRU and LSTM only run sequentially: their layers take no scan path.
+  layer = registry.build(model, features, expansion=None, rngs=nnx.Rngs(0),
+                         implementation=None if model in ("gru", "lstm") else implementation)
+  graphdef, params = nnx.split(layer, nnx.Param)
 
   def loss(params, x):
-    _, y = nnx.merge(graphdef, params).scan(x, **scan_kwargs)
+    y, _ = nnx.merge(graphdef, params)(x)
     return jnp.mean(y.astype(jnp.float32) ** 2)
 
   step = jax.jit(jax.grad(loss, argnums=(0, 1)))

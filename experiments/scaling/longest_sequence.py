@@ -59,12 +59,14 @@ def _probe(args) -> dict:
   import optax
   from flax import nnx
 
-  from minrnn.models import LanguageModel, dtype_from_name
+  from minrnn.models import build_language_model
+  from minrnn.training.config import lm_defaults
 
   num_steps = args.probe
-  model = LanguageModel(args.vocab, features=args.features, num_layers=args.num_layers,
-                        cell="mingru", implementation=args.implementation,
-                        dtype=dtype_from_name(args.dtype), rngs=nnx.Rngs(0))
+  section = lm_defaults()
+  section.update(cell="mingru", features=args.features, num_layers=args.num_layers,
+                 implementation=args.implementation, dtype=args.dtype)
+  model = build_language_model(section, args.vocab, seed=0)
   graphdef, params = nnx.split(model, nnx.Param)
   num_params = sum(x.size for x in jax.tree.leaves(params))
   tx = optax.adamw(1e-3)

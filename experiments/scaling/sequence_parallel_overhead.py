@@ -50,7 +50,7 @@ def main(argv=None) -> None:
   import jax.numpy as jnp
 
   from minrnn.kernels import benchmarking
-  from minrnn.distributed import make_mesh
+  from minrnn.training.distributed import make_mesh
   from minrnn.ops import SequenceParallel, linear_scan
 
   if jax.device_count() < max(counts):

@@ -6,7 +6,7 @@ with 1, 2 and 3 layers, beside the paper's numbers.
     python experiments/selective_copy/run.py --variant cpu           # context 64, 2-core CPU
     python experiments/selective_copy/run.py --stop_at_step 20000    # one chunk; rerun resumes
 
-The official setup (`configs/selective_copy/<model>.py`: context 4096, vocabulary 16, 16 tokens,
+The official setup (`configs/selective_copy.py:<model>`: context 4096, vocabulary 16, 16 tokens,
 width 64, expansion 6, batch 64, lr 3e-4) takes 400k steps, about 3 hours a run on an H100,
 so a GPU session runs it in chunks: each run resumes from its checkpoint in
 `<workdir>/<variant>_<model>_<layers>l`. The table reports the accuracy at the last evaluation
@@ -23,7 +23,7 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 from experiments import reporting  # noqa: E402
-from minrnn import run_config  # noqa: E402
+from minrnn.training.config import load_config  # noqa: E402
 
 # Accuracy (%) for 1 / 2 / 3 layers, as quoted in this project's issue for the paper's Table 1
 # (not re-checked against the paper's text here).
@@ -53,12 +53,12 @@ def main(argv=None) -> dict:
       overrides = [f"model.num_layers={layers}", "train.progress_bar=False", *args.override]
       if args.stop_at_step is not None:
         overrides.append(f"train.stop_at_step={args.stop_at_step}")
-      config = run_config.load_config(f"configs/selective_copy/{model}.py", args.variant,
-                                     overrides)
+      config = load_config(f"configs/selective_copy.py:{model},{args.variant}",
+                           overrides=overrides)
       workdir = pathlib.Path(args.workdir) / f"{args.variant}_{model}_{layers}l"
       run = reporting.train_run(config, workdir)
       run.update(model=model, layers=layers, curve=reporting.best_eval(workdir, "accuracy"),
-                 config=f"configs/selective_copy/{model}.py:{args.variant}",
+                 config=f"configs/selective_copy.py:{model},{args.variant}",
                  overrides=overrides, seq_len=config.data.seq_len)
       runs.append(run)
       print(f"{NAMES[model]} {layers} layer(s): accuracy {run['eval']['accuracy']:.4f} "

@@ -5,7 +5,7 @@ and a Transformer, beside the numbers of "Were RNNs All We Needed?" (section 4.3
     python experiments/shakespeare/run.py --variant cpu        # small models, 2-core CPU
     python experiments/shakespeare/run.py --models mingru,minlstm --stop_at_step 2500
 
-Each model trains with `minrnn.train.train` from `configs/shakespeare/<model>.py` in
+Each model trains with `minrnn.train.train` from `configs/shakespeare.py:<model>` in
 `<workdir>/<model>` and resumes there, so a run cut by a time limit continues when the command
 is repeated (`--stop_at_step` cuts on purpose). "Test loss" is the loss on nanoGPT's validation
 split (the last 10% of the text), evaluated every `--eval_every` steps; the table reports the
@@ -20,7 +20,7 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 from experiments import reporting  # noqa: E402
-from minrnn import run_config  # noqa: E402
+from minrnn.training.config import load_config  # noqa: E402
 
 # Test loss and step of the best loss, as quoted in this project's issue for the paper's
 # section 4.3 (not re-checked against the paper's text here).
@@ -101,11 +101,11 @@ def main(argv=None) -> dict:
                  *args.override]
     if args.stop_at_step is not None:
       overrides.append(f"train.stop_at_step={args.stop_at_step}")
-    config = run_config.load_config(f"configs/shakespeare/{model}.py", args.variant, overrides)
+    config = load_config(f"configs/shakespeare.py:{model},{args.variant}", overrides=overrides)
     workdir = pathlib.Path(args.workdir) / f"{args.variant}_{model}"
     run = reporting.train_run(config, workdir)
-    run.update(curve=reporting.best_eval(workdir), config=f"configs/shakespeare/{model}.py:"
-               f"{args.variant}", overrides=overrides)
+    run.update(curve=reporting.best_eval(workdir),
+               config=f"configs/shakespeare.py:{model},{args.variant}", overrides=overrides)
     runs[model] = run
     print(f"{NAMES[model]}: best eval loss {run['curve']['best']} at step "
           f"{run['curve']['best_step']} ({run['step']}/{run['num_steps']} steps, "

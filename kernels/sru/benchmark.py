@@ -37,8 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from minrnn.kernels import benchmarking as bm
-from minrnn.kernels.sru import KernelConfig
-from minrnn.ops.sru import sru_recurrence
+from minrnn.kernels.sru import KernelConfig, recurrence, reference
 
 SUITE = "sru"
 SWEEP = (
@@ -48,6 +47,18 @@ SWEEP = (
 # Arrays of B·T·D moved once (see the module docstring).
 FLOOR_ARRAYS = {("sru recurrence", "fwd"): 5, ("sru recurrence", "fwd+bwd"): 16,
                 ("sru layer", "fwd"): 9, ("sru layer", "fwd+bwd"): 28}
+
+
+def sru_recurrence(u, x, weight_c, bias, *, implementation, config):
+  """The compiled kernel (`"pallas"`) or the `lax.scan` reference (`"sequential"`) from a zero
+  state, one direction, the highway term on; `(h, c_last)`."""
+  batch, num_steps, directions, _, hidden = u.shape
+  c0 = jnp.zeros((batch, directions, hidden), jnp.float32)
+  if implementation == "sequential":
+    return reference.sru_recurrence(u, x, weight_c, bias, c0)
+  params = jnp.concatenate([weight_c, bias], axis=1).astype(jnp.float32)
+  lengths = jnp.full((batch,), num_steps, jnp.int32)
+  return recurrence(u, x, params, c0, lengths, 1.0, False, True, False, False, config)
 
 
 def _jax_layer(batch, num_steps, features, dtype, config, implementation, seed=0):

@@ -33,7 +33,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from minrnn.data.paths import ENV_VAR, data_dir, user_cache_dir
-from minrnn.data.task import Batch, step_rng
+from minrnn.data.batches import Batch, step_rng
 
 D4RL_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts")
 D4RL_URL = "http://rail.eecs.berkeley.edu/datasets/offline_rl/gym_mujoco_v2/{name}"
@@ -137,8 +137,8 @@ def split_trajectories(data: dict[str, np.ndarray]) -> list[Trajectory]:
   return trajectories
 
 
-class D4RLTask:
-  """Context windows of a D4RL dataset; the training loop's task for offline RL.
+class D4RLWindows:
+  """Context windows of a D4RL dataset (the data of `minrnn.tasks.decision.DecisionTask`).
 
   Args:
     env: "halfcheetah", "hopper" or "walker2d" (picks the Gymnasium environment for rollouts).
@@ -151,8 +151,6 @@ class D4RLTask:
     seed: fixes the split, the windows of every step and the evaluation windows.
     data_dir: the config's `data.dir` (None: the data-directory rule).
   """
-
-  name = "d4rl"
 
   def __init__(self, *, env: str, file: str, batch_size: int, context: int,
                return_scale: float, max_timestep: int, eval_fraction: float,

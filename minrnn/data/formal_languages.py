@@ -43,7 +43,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from minrnn.data.task import Batch, step_rng
+from minrnn.data.batches import Batch, step_rng
 
 _TRAIN_STREAM, _EVAL_STREAM = 0, 1
 # The official test lengths end at 256: the default bound on majority_count's counts.

@@ -15,12 +15,11 @@ start batch s + 1 from: the training loop carries it, per row, from one batch to
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Mapping
+from typing import Callable, Iterator, Mapping
 
 import numpy as np
 
-from minrnn.data import enwik8, shakespeare, wikitext
-from minrnn.data.task import Batch
+from minrnn.data.batches import Batch
 
 
 def _rows(ids: np.ndarray, num_rows: int, row_len: int, num_cols: int
@@ -37,7 +36,7 @@ def _rows(ids: np.ndarray, num_rows: int, row_len: int, num_cols: int
 
 
 class SegmentStream:
-  """A `Task` whose batches are consecutive segments of long streams (see the module docstring).
+  """Batches that are consecutive segments of long streams (see the module docstring).
 
   Args:
     name: the task's name.
@@ -53,8 +52,6 @@ class SegmentStream:
     eval_seq_len: evaluation segment length (default: seq_len).
     max_eval_batches: evaluate only this many segments (None: the whole split), for quick runs.
   """
-
-  carries_state = True
 
   def __init__(self, *, name: str, train_ids: np.ndarray, eval_ids: Mapping[str, np.ndarray],
                vocab_size: int, batch_size: int, seq_len: int,
@@ -122,34 +119,3 @@ class SegmentStream:
 
   def encode(self, text: str) -> np.ndarray:
     return self._encode(text)
-
-
-STREAM_TASKS = ("enwik8", "wikitext103")
-
-
-def make_stream_task(data: Any) -> SegmentStream:
-  """The segment stream of a config's `data` section: `data.name` "enwik8" or "wikitext103",
-  or "shakespeare" with `data.segments = True` (nanoGPT's split, validation as the only
-  evaluation split)."""
-  if data.name == "enwik8":
-    splits = enwik8.load_splits(data.dir, download=data.download,
-                                verify_checksum=data.verify_checksum, cache_dir=data.cache_dir)
-    train, evals, vocab_size, decode, encode = (
-        splits["train"], {"valid": splits["valid"], "test": splits["test"]},
-        enwik8.VOCAB_SIZE, enwik8.decode, enwik8.encode)
-  elif data.name == "wikitext103":
-    vocab, splits = wikitext.load_splits("wikitext103", data.dir, cache_dir=data.cache_dir)
-    train, evals, vocab_size, decode, encode = (
-        splits["train"], {"valid": splits["valid"], "test": splits["test"]}, vocab.size,
-        vocab.decode, lambda text: vocab.encode(text.split()))
-  elif data.name == "shakespeare":
-    vocab, train, valid = shakespeare.split(shakespeare.load_text(data.dir, data.download))
-    evals, vocab_size, decode, encode = {"valid": valid}, vocab.size, vocab.decode, vocab.encode
-  else:
-    raise ValueError(f"No segment stream for data.name {data.name!r}; choose one of "
-                     f"{STREAM_TASKS + ('shakespeare',)}.")
-  return SegmentStream(
-      name=data.name, train_ids=train, eval_ids=evals, vocab_size=vocab_size,
-      batch_size=data.batch_size, seq_len=data.seq_len, decode=decode, encode=encode,
-      eval_batch_size=data.get("eval_batch_size"), eval_seq_len=data.get("eval_seq_len"),
-      max_eval_batches=data.eval_batches)

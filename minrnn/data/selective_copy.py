@@ -14,7 +14,7 @@ from typing import Iterator
 
 import numpy as np
 
-from minrnn.data.task import Batch, step_rng
+from minrnn.data.batches import Batch, step_rng
 
 BLANK = 0
 _TRAIN_STREAM, _EVAL_STREAM = 0, 1

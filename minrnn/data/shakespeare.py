@@ -14,7 +14,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from minrnn.data.paths import fetch_file
-from minrnn.data.task import Batch, step_rng
+from minrnn.data.batches import Batch, step_rng
 
 RELATIVE_PATH = "tinyshakespeare/input.txt"
 URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"

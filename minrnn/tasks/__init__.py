@@ -1,0 +1,109 @@
+"""Tasks: where data meets models. `make_task(config.data, seed)` builds the task a config's
+`data.name` names, through the one registry of tasks below; `register_task(name, builder)` adds
+one (a builder takes the `data` section and the seed and returns a `Task`)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from minrnn.data import enwik8, shakespeare, wikitext
+from minrnn.data.d4rl import D4RLWindows
+from minrnn.data.formal_languages import FormalLanguage
+from minrnn.data.segments import SegmentStream
+from minrnn.data.selective_copy import SelectiveCopy
+from minrnn.tasks.base import Task
+from minrnn.tasks.decision import DecisionTask
+from minrnn.tasks.language import StreamTask, TokenTask
+
+
+def _shakespeare(data: Any, seed: int) -> Task:
+  if data.get("segments", False):
+    vocab, train, valid = shakespeare.split(shakespeare.load_text(data.dir, data.download))
+    return StreamTask(_stream(data, train, {"valid": valid}, vocab.size, vocab.decode,
+                              vocab.encode))
+  return TokenTask(shakespeare.ShakespeareChar(
+      batch_size=data.batch_size, seq_len=data.seq_len, seed=seed, data_dir=data.dir,
+      download=data.download, max_eval_batches=data.eval_batches))
+
+
+def _selective_copy(data: Any, seed: int) -> Task:
+  return TokenTask(SelectiveCopy(
+      batch_size=data.batch_size, seq_len=data.seq_len, num_tokens=data.num_tokens,
+      vocab_size=data.vocab_size, seed=seed, eval_batches=data.eval_batches),
+      sequence_accuracy=True)
+
+
+def _formal_language(data: Any, seed: int) -> Task:
+  return TokenTask(FormalLanguage(
+      task=data.task, batch_size=data.batch_size, seed=seed, eval_batches=data.eval_batches,
+      min_len=data.min_len, max_len=data.max_len, eval_min_len=data.eval_min_len,
+      eval_max_len=data.eval_max_len), sequence_accuracy=True)
+
+
+def _stream(data: Any, train, evals, vocab_size, decode, encode) -> SegmentStream:
+  return SegmentStream(
+      name=data.name, train_ids=train, eval_ids=evals, vocab_size=vocab_size,
+      batch_size=data.batch_size, seq_len=data.seq_len, decode=decode, encode=encode,
+      eval_batch_size=data.get("eval_batch_size"), eval_seq_len=data.get("eval_seq_len"),
+      max_eval_batches=data.eval_batches)
+
+
+def _enwik8(data: Any, seed: int) -> Task:
+  del seed  # Segments are read in order.
+  splits = enwik8.load_splits(data.dir, download=data.download,
+                              verify_checksum=data.verify_checksum, cache_dir=data.cache_dir)
+  return StreamTask(_stream(data, splits["train"], {"valid": splits["valid"],
+                                                    "test": splits["test"]},
+                            enwik8.VOCAB_SIZE, enwik8.decode, enwik8.encode))
+
+
+def _wikitext103(data: Any, seed: int) -> Task:
+  del seed
+  vocab, splits = wikitext.load_splits("wikitext103", data.dir, cache_dir=data.cache_dir)
+  return StreamTask(_stream(data, splits["train"], {"valid": splits["valid"],
+                                                    "test": splits["test"]},
+                            vocab.size, vocab.decode, lambda text: vocab.encode(text.split())))
+
+
+def _d4rl(data: Any, seed: int) -> Task:
+  windows = D4RLWindows(
+      env=data.env, file=data.file, batch_size=data.batch_size, context=data.context,
+      return_scale=data.return_scale, max_timestep=data.max_timestep,
+      eval_fraction=data.eval_fraction, eval_batches=data.eval_batches, seed=seed,
+      data_dir=data.dir)
+  return DecisionTask(windows, rollouts=data.rollouts)
+
+
+TaskBuilder = Callable[[Any, int], Task]
+_TASKS: dict[str, TaskBuilder] = {}
+
+
+def register_task(name: str, builder: TaskBuilder, *, overwrite: bool = False) -> None:
+  """Makes `builder(data_section, seed) -> Task` available to configs as `data.name = name`."""
+  if name in _TASKS and not overwrite:
+    raise ValueError(f"A task named {name!r} is already registered; pass overwrite=True to "
+                     "replace it.")
+  _TASKS[name] = builder
+
+
+def task_names() -> tuple[str, ...]:
+  return tuple(sorted(_TASKS))
+
+
+def make_task(data: Any, seed: int) -> Task:
+  """The task of a config's `data` section (`data.name`, a registered task)."""
+  if data.name not in _TASKS:
+    raise ValueError(f"Unknown task {data.name!r} (data.name); registered: "
+                     f"{', '.join(task_names())}.")
+  return _TASKS[data.name](data, seed)
+
+
+register_task("shakespeare", _shakespeare)
+register_task("selective_copy", _selective_copy)
+register_task("formal_language", _formal_language)
+register_task("enwik8", _enwik8)
+register_task("wikitext103", _wikitext103)
+register_task("d4rl", _d4rl)
+
+__all__ = ["DecisionTask", "StreamTask", "Task", "TokenTask", "make_task", "register_task",
+           "task_names"]

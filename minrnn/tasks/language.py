@@ -1,0 +1,93 @@
+"""Language-modelling tasks: next-token prediction on token batches, with the defaults of
+`minrnn.tasks.base.Task`.
+
+- `TokenTask`: independent rows (Tiny Shakespeare windows, selective copying, formal languages);
+- `StreamTask`: long streams cut into consecutive segments (enwik8, WikiText-103, Tiny
+  Shakespeare as one stream), the model state carried from segment to segment.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from minrnn.data.batches import Batch
+from minrnn.data.segments import SegmentStream
+from minrnn.tasks.base import Task
+
+
+class TokenTask(Task):
+  """A data source's token batches as a language-modelling task.
+
+  Args:
+    source: a dataset with `name`, `vocab_size`, `batch_size`, `train_batch(step)`,
+      `eval_batches()` and `decode(ids)` (and `encode(text)` for text), e.g.
+      `minrnn.data.ShakespeareChar`.
+    sequence_accuracy: also report the share of rows with every scored token right (the
+      success metric of selective copying).
+    describe: what the results record about the data (e.g. which split was used).
+  """
+
+  def __init__(self, source: Any, *, sequence_accuracy: bool = False,
+               describe: dict[str, Any] | None = None):
+    self.source = source
+    self.name = source.name
+    self.vocab_size = source.vocab_size
+    self.batch_size = self.eval_batch_size = source.batch_size
+    self.sequence_accuracy = sequence_accuracy
+    self._describe = dict(describe or {})
+
+  def train_batch(self, step: int) -> Batch:
+    return self.source.train_batch(step)
+
+  def eval_batches(self, split: str | None = None) -> Iterator[Batch]:
+    if split not in (None, self.eval_splits[0]):
+      raise ValueError(f"The {self.name} task has one evaluation split, {self.eval_splits[0]!r}; "
+                       f"got {split!r}.")
+    return self.source.eval_batches()
+
+  def decode(self, ids) -> str:
+    return self.source.decode(ids)
+
+  def encode(self, text: str):
+    return self.source.encode(text)
+
+  def describe(self) -> dict[str, Any]:
+    return dict(self._describe)
+
+
+class StreamTask(Task):
+  """A `SegmentStream` as a language-modelling task trained by truncated backpropagation
+  through time: each batch continues the previous one's rows, and the model state is carried.
+  Evaluation scores every token of a split once, with the state carried; it reports bits per
+  token (per character on enwik8) and perplexity.
+  """
+
+  carries_state = True
+  headline = "bits_per_token"
+
+  def __init__(self, stream: SegmentStream, *, describe: dict[str, Any] | None = None):
+    self.stream = stream
+    self.name = stream.name
+    self.vocab_size = stream.vocab_size
+    self.batch_size = stream.batch_size
+    self.eval_batch_size = stream.eval_batch_size
+    self.eval_splits = stream.eval_splits
+    self._describe = dict(describe or {})
+
+  def train_batch(self, step: int) -> Batch:
+    return self.stream.train_batch(step)
+
+  def eval_batches(self, split: str | None = None) -> Iterator[Batch]:
+    return self.stream.eval_batches(split)
+
+  def starts_stream(self, step: int) -> bool:
+    return self.stream.starts_stream(step)
+
+  def decode(self, ids) -> str:
+    return self.stream.decode(ids)
+
+  def encode(self, text: str):
+    return self.stream.encode(text)
+
+  def describe(self) -> dict[str, Any]:
+    return dict(self._describe)

@@ -1,0 +1,177 @@
+"""Run configs: the entries every run shares, and loading a config file with overrides.
+
+Each config file under `configs/` (one per task family) defines `get_config(variant)`, whose
+variant string picks the model and size (`parse_variant`, e.g. `configs/shakespeare.py:gru,cpu`),
+and starts from `base_config()` (the device mesh and the training loop's bookkeeping) and the
+model defaults (`block_defaults`, `lm_defaults`), then sets its own data, model and optimisation
+settings (each with its source), so the keys no experiment tunes have one default. `load_config` is how scripts, experiments and tests read such a file; the command line
+of `python -m minrnn.train` reads the same files through `ml_collections.config_flags`.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import pathlib
+from typing import Sequence
+
+from ml_collections import config_dict
+
+from minrnn.training import distributed
+
+# A relative config path is looked up from the working directory, then from the repository
+# that holds this package (an editable install), so `configs/...` works from anywhere there.
+_REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def base_config() -> config_dict.ConfigDict:
+  """A config holding `mesh`, the loop's keys under `train` that are not hyper-parameters, and
+  the optimizer's kind (AdamW on matrices unless a config says otherwise)."""
+  config = config_dict.ConfigDict()
+  # The device mesh; `-1` takes the devices the other axes leave.
+  config.mesh = config_dict.ConfigDict(distributed.MESH_DEFAULTS)
+  config.train = config_dict.ConfigDict()
+  config.train.stop_at_step = config_dict.placeholder(int)  # Stop early; resume later.
+  config.train.keep_checkpoints = 3
+  config.train.progress_bar = True
+  config.train.tensorboard = True
+  # The update rule and what weight decay applies to (see `minrnn.training.optimizer`); configs that
+  # follow another recipe set their own.
+  config.train.optimizer = "adamw"
+  config.train.weight_decay_on = "matrices"
+  return config
+
+
+def block_defaults() -> config_dict.ConfigDict:
+  """The blocks' keys of a `model` section (`minrnn.models.build`), with their defaults.
+
+  Sources: [paper] "Were RNNs All We Needed?" (arXiv 2410.01201, C.2: pre-norm residual blocks;
+  its language models are Conv4 -> minRNN -> MLP); [Mamba] the short causal conv of 4 taps;
+  [nanoGPT] the MLP width 4 * d; [ours] choices of this codebase.
+  """
+  model = config_dict.ConfigDict()
+  model.cell = "mingru"  # A name in minrnn.layers.registry.
+  model.cell_kwargs = config_dict.ConfigDict()  # The temporal layer's own options.
+  model.features = 256  # [ours] Every config sets its width and depth.
+  model.num_layers = 2  # [ours]
+  # [ours] None: the cell is `features` wide with no down-projection. The paper's minRNN layer
+  # is `features * expansion` wide with a down-projection (a number here).
+  model.expansion = config_dict.placeholder(int)
+  model.conv_kernel_size = 4  # [Mamba], [paper] (0: no conv)
+  model.mlp_expansion = 4  # [nanoGPT], [paper] (0: no MLP)
+  model.dropout = 0.0  # [ours]
+  model.pre_norm = True  # [paper]
+  model.residual = True  # [paper]
+  model.implementation = config_dict.placeholder(str)  # None: the platform's fastest scan.
+  model.dtype = "float32"  # [ours] "bfloat16" for mixed precision on GPUs.
+  return model
+
+
+def lm_defaults() -> config_dict.ConfigDict:
+  """A language model's `model` section: the blocks' keys and the embedding and head's.
+
+  Sources: [GPT-2] a tied embedding and head, as nanoGPT; [Baevski & Auli] the adaptive
+  embedding's width divisor 4 (arXiv 1809.10853); [ours] choices of this codebase.
+  """
+  model = block_defaults()
+  model.final_norm = True  # [GPT-2] RMSNorm before the head (SRU++: none).
+  model.io_dropout = 0.0  # [ours] Dropout on the embeddings and the last hidden state.
+  model.tie_embeddings = True  # [GPT-2]
+  model.head_bias = False  # [GPT-2] (an untied SRU++ head has a bias)
+  model.adaptive_cutoffs = config_dict.placeholder(tuple)  # None: a full softmax.
+  model.div_val = 4  # [Baevski & Auli]
+  model.embed_features = config_dict.placeholder(int)  # None: the model width.
+  # None: full (batch, time, vocab) scores; a number: target-only scoring in chunks of that
+  # many positions (required by the adaptive softmax).
+  model.softmax_chunk_size = config_dict.placeholder(int)
+  return model
+
+
+def parse_variant(variant: str | None, family: str,
+                  **choices: tuple[Sequence[str], str | None]) -> dict[str, str]:
+  """The parts of a config file's variant string, e.g. `"gru,cpu"` for
+  `configs/shakespeare.py:gru,cpu`.
+
+  Args:
+    variant: comma-separated parts in any order (None or "": all defaults).
+    family: the config file's name, for messages.
+    **choices: part name -> (its values, its default; None: the part must be given).
+
+  Returns:
+    part name -> value.
+  """
+  parts = [p.strip() for p in (variant or "").split(",") if p.strip()]
+  chosen = {}
+  for part in parts:
+    names = [name for name, (values, _) in choices.items() if part in values]
+    if not names:
+      options = "; ".join(f"{name}: {', '.join(values)}" for name, (values, _) in
+                          choices.items())
+      raise ValueError(f"Unknown variant part {part!r} of {family}. Choose from {options} "
+                       f"(e.g. {family}:{','.join(v[0] for v, _ in choices.values())}).")
+    if names[0] in chosen:
+      raise ValueError(f"The variant {variant!r} of {family} gives {names[0]} twice.")
+    chosen[names[0]] = part
+  for name, (values, default) in choices.items():
+    if name not in chosen:
+      if default is None:
+        raise ValueError(f"The config {family} needs a {name} in its variant, one of "
+                         f"{', '.join(values)} (e.g. {family}:{values[0]}).")
+      chosen[name] = default
+  return chosen
+
+
+def find_config(path: str | pathlib.Path) -> pathlib.Path:
+  """A config file's path: `path` from the working directory, else from the repository that
+  holds this package; a FileNotFoundError says where it looked."""
+  path = pathlib.Path(path)
+  for candidate in (path, _REPO / path):
+    if candidate.is_file():
+      return candidate.resolve()
+  raise FileNotFoundError(
+      f"Config file {str(path)!r} not found (looked in the working directory and in {_REPO}). "
+      "Pass a path to a file under configs/, e.g. configs/shakespeare.py:mingru.")
+
+
+def load_config(path: str | pathlib.Path, variant: str | None = None,
+                overrides: Sequence[str] = ()) -> config_dict.ConfigDict:
+  """`get_config(variant)` of the config file at `path`, with `key.sub=value` overrides.
+
+  `path` may carry the variant as the command line does: `configs/shakespeare.py:gru,cpu`.
+  """
+  path = str(path)
+  if variant is None and ".py:" in path:
+    path, variant = path.split(".py:", 1)
+    path += ".py"
+  path = find_config(path)
+  spec = importlib.util.spec_from_file_location(f"minrnn_config_{path.stem}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  if not hasattr(module, "get_config"):
+    raise ValueError(f"{path} defines no get_config(); it is not a minrnn config file.")
+  config = module.get_config() if variant is None else module.get_config(variant)
+  apply_overrides(config, overrides, source=str(path))
+  return config
+
+
+def apply_overrides(config: config_dict.ConfigDict, overrides: Sequence[str],
+                    source: str = "the config") -> None:
+  """Sets `key.sub=value` strings on a ConfigDict; an unknown key is an error.
+
+  Values are Python literals (`3`, `1e-3`, `None`, `'parity'`) or else plain strings.
+  """
+  for override in overrides:
+    key, sep, text = override.partition("=")
+    if not sep:
+      raise ValueError(f"Override {override!r} must look like key.sub=value.")
+    try:
+      value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      value = text
+    *parents, leaf = key.split(".")
+    node = config
+    for name in parents:
+      node = getattr(node, name)
+    if leaf not in node:
+      raise ValueError(f"Override {override!r}: {key} is not a setting of {source}.")
+    setattr(node, leaf, value)

@@ -1,0 +1,170 @@
+"""The train state and the jitted steps of the one training loop, for any task.
+
+The task says how a model is scored (`minrnn.tasks.base.Task.loss`, `eval_sums`); these compile
+that into a training step (gradient, clipping, optimizer update) and an evaluation step, over a
+device mesh when there is one, and sum an evaluation split into metrics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from minrnn.ops import SequenceParallel
+from minrnn.tasks.base import Task
+from minrnn.training import distributed
+from minrnn.training.optimizer import make_optimizer
+
+
+@dataclasses.dataclass
+class TrainState:
+  """Everything a run needs besides its config. `params` and `opt_state` are checkpointed;
+  `graphdef` and `rest` (non-parameter model state) are rebuilt from the config. With
+  `shardings` (a run over a device mesh) the parameters and optimizer state are laid out by it,
+  and the step functions below compile for that mesh."""
+
+  graphdef: Any
+  rest: Any
+  params: Any
+  opt_state: Any
+  tx: optax.GradientTransformation
+  schedule: optax.Schedule
+  shardings: distributed.TrainShardings | None = None
+
+  def model(self) -> nnx.Module:
+    """The model with the current parameters (whatever the task built)."""
+    return nnx.merge(self.graphdef, self.params, self.rest)
+
+  def checkpoint_tree(self) -> dict[str, Any]:
+    return {"params": self.params, "opt_state": self.opt_state}
+
+
+def sequence_axis(mesh: jax.sharding.Mesh | None) -> str | None:
+  """The mesh axis time is split over; a size-1 `sequence` axis leaves the plain scan."""
+  if mesh is None or mesh.shape.get(distributed.SEQUENCE_AXIS, 1) <= 1:
+    return None
+  return distributed.SEQUENCE_AXIS
+
+
+def scan_implementation(config: Any, mesh: jax.sharding.Mesh | None) -> Any:
+  """The model's linear-scan path: `config.model.implementation`, sent through the
+  sequence-parallel scan (as each chunk's path) when the mesh splits time."""
+  implementation = config.model.get("implementation")
+  axis = sequence_axis(mesh)
+  if axis is None:
+    return implementation
+  return SequenceParallel(
+      mesh, axis, inner=implementation,
+      batch_axis=distributed.DATA_AXIS if distributed.DATA_AXIS in mesh.axis_names else None)
+
+
+def create_state(config: Any, task: Task, *, mesh: jax.sharding.Mesh | None = None
+                 ) -> TrainState:
+  """The task's freshly initialised model and the optimizer state for `config`, laid out over
+  `mesh` (by `minrnn.training.distributed`'s rules) when given."""
+  model = task.build_model(config.model, config.seed,
+                           implementation=scan_implementation(config, mesh))
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  tx, schedule = make_optimizer(config.train)
+  if mesh is None:
+    return TrainState(graphdef, rest, params, tx.init(params), tx, schedule)
+  shardings = distributed.train_shardings(mesh, params, tx, sequence_axis=sequence_axis(mesh))
+  params = distributed.put(params, shardings.params)
+  opt_state = distributed.init_opt_state(tx, params, shardings)
+  return TrainState(graphdef, rest, params, opt_state, tx, schedule, shardings)
+
+
+def _jit(step, shardings: distributed.TrainShardings | None, layout, *, batch_arg: int,
+         donate_argnums: tuple[int, ...] = ()):
+  """`jax.jit(step)`, over `shardings.mesh` when given, with the `(in_shardings,
+  out_shardings)` that `layout(shardings)` returns (None for an argument: its own sharding).
+
+  The returned function takes the batch (argument `batch_arg`) as host arrays, the whole global
+  batch in every process, and hands each device its slice.
+  """
+  if shardings is None:
+    jitted = jax.jit(step, donate_argnums=donate_argnums)
+    place = lambda batch: {k: jnp.asarray(v) for k, v in batch.items()}
+  else:
+    in_shardings, out_shardings = layout(shardings)
+    jitted = jax.jit(step, in_shardings=in_shardings, out_shardings=out_shardings,
+                     donate_argnums=donate_argnums)
+    place = shardings.put_batch
+
+  def run(*args):
+    args = list(args)
+    args[batch_arg] = place(args[batch_arg])
+    return jitted(*args)
+
+  return run
+
+
+def make_train_step(state: TrainState, task: Task):
+  """A jitted `(params, opt_state, batch, dropout_key, model_state) -> (params, opt_state,
+  metrics, model_state)` of `task.loss`.
+
+  `model_state` is the model's state after the previous segment for tasks that carry it (one
+  segment of truncated backpropagation through time; the returned state has its gradient
+  stopped), else None and None comes back. On a mesh, `model_state` keeps the layout it comes
+  with (see `distributed.carry_shardings`).
+  """
+  graphdef, rest, tx = state.graphdef, state.rest, state.tx
+
+  def train_step(params, opt_state, batch, dropout_key, model_state):
+    def loss_fn(params):
+      model = nnx.merge(graphdef, params, rest)
+      loss, new_state = task.loss(model, batch, model_state, nnx.Rngs(dropout=dropout_key))
+      return loss, (None if model_state is None else new_state)
+
+    (loss, new_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
+    metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
+    return params, opt_state, metrics, jax.lax.stop_gradient(new_state)
+
+  return _jit(train_step, state.shardings,
+              lambda s: ((s.params, s.opt_state, s.batch, s.replicated, None),
+                         (s.params, s.opt_state, s.replicated, None)),
+              batch_arg=2, donate_argnums=(0, 1))
+
+
+def make_eval_step(state: TrainState, task: Task):
+  """A jitted `(params, batch, model_state) -> (sums, model_state)` of `task.eval_sums`;
+  `model_state` as in `make_train_step`."""
+  graphdef, rest = state.graphdef, state.rest
+
+  def eval_step(params, batch, model_state):
+    sums, new_state = task.eval_sums(nnx.merge(graphdef, params, rest), batch, model_state)
+    return sums, (None if model_state is None else new_state)
+
+  return _jit(eval_step, state.shardings,
+              lambda s: ((s.params, s.batch, None), (s.replicated, None)), batch_arg=1)
+
+
+def initial_model_state(state: TrainState, batch_size: int) -> Any:
+  """The model's state before the first segment, split over `data` on a mesh."""
+  model_state = state.model().initialize_state(batch_size)
+  if state.shardings is None:
+    return model_state
+  return distributed.put(model_state,
+                         distributed.carry_shardings(model_state, state.shardings.mesh))
+
+
+def evaluate(eval_step, state: TrainState, task: Task, split: str | None = None
+             ) -> dict[str, float]:
+  """`task.eval_metrics` over a whole evaluation split (the task's first when None). Tasks
+  that carry state carry it from each segment to the next (each row starts fresh)."""
+  model_state = (initial_model_state(state, task.eval_batch_size) if task.carries_state
+                 else None)
+  totals = None
+  for batch in task.eval_batches(split):
+    sums, model_state = eval_step(state.params, batch, model_state)
+    totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+  if totals is None:
+    raise ValueError(f"The {task.name} task has no evaluation batches; check data.eval_batches.")
+  return task.eval_metrics({k: float(v) for k, v in jax.device_get(totals).items()})

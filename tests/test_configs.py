@@ -1,0 +1,68 @@
+"""Every config family and variant resolves, with the same keys as the defaults (so every
+default lives in one place), a model the registry knows, and clear errors for bad variants."""
+
+import pytest
+
+from minrnn.layers import registry
+from minrnn.tasks import task_names
+from minrnn.training.config import base_config, block_defaults, lm_defaults, load_config
+
+FAMILIES = {
+    "shakespeare": (("mingru", "minlstm", "gru", "lstm", "mamba", "transformer"),
+                    ("paper", "cpu")),
+    "selective_copy": (("mingru", "minlstm"), ("paper", "short", "cpu")),
+    "formal_languages": (("mingru", "minlstm", "transformer"), ("paper", "cpu")),
+    "enwik8": (("srupp", "mingru", "minlstm"), ("paper", "gpu", "cpu")),
+    "wikitext103": (("srupp", "mingru"), ("paper", "gpu", "cpu")),
+    "d4rl": (("hopper-medium,mingru", "walker2d-medium-expert,minlstm",
+              "halfcheetah-medium-replay,transformer"), ("paper", "cpu")),
+}
+VARIANTS = [(family, f"{model},{size}") for family, (models, sizes) in FAMILIES.items()
+            for model in models for size in sizes]
+
+
+def _keys(section, prefix=""):
+  keys = set()
+  for name, value in section.items():
+    keys.add(prefix + name)
+    if hasattr(value, "items") and name != "cell_kwargs":
+      keys |= _keys(value, prefix + name + ".")
+  return keys
+
+
+@pytest.mark.parametrize("family,variant", VARIANTS)
+def test_every_variant_has_the_default_keys_and_a_known_model(family, variant):
+  config = load_config(f"configs/{family}.py:{variant}")
+  model = variant.split(",")[-2]
+  assert config.model.cell == model.split(",")[-1] and config.model.cell in registry.names()
+  assert config.data.name in task_names()
+  assert set(config.train.keys()) >= set(base_config().train.keys())
+  assert set(config.train.keys()) == set(load_config("configs/shakespeare.py").train.keys())
+  defaults = block_defaults() if family == "d4rl" else lm_defaults()
+  assert _keys(config.model) == _keys(defaults)
+  assert set(config.mesh.keys()) == set(base_config().mesh.keys())
+  assert 0 <= config.train.warmup_steps < config.train.num_steps
+
+
+def test_variant_parts_come_in_any_order_and_default():
+  a = load_config("configs/shakespeare.py:cpu,gru")
+  b = load_config("configs/shakespeare.py", "gru,cpu")
+  assert a.to_dict() == b.to_dict() and a.model.cell == "gru" and a.model.features == 64
+  assert load_config("configs/shakespeare.py").model.cell == "mingru"
+
+
+def test_bad_variants_and_overrides_are_explained():
+  with pytest.raises(ValueError, match="Unknown variant part 'gpu'.*size: paper, cpu"):
+    load_config("configs/shakespeare.py:gpu")
+  with pytest.raises(ValueError, match="gives model twice"):
+    load_config("configs/shakespeare.py:gru,lstm")
+  with pytest.raises(ValueError, match="not a setting"):
+    load_config("configs/shakespeare.py:cpu", overrides=["model.featurez=3"])
+
+
+def test_load_config_works_from_any_directory_and_names_a_missing_file(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  config = load_config("configs/shakespeare.py:mingru,cpu", overrides=["train.num_steps=7"])
+  assert config.train.num_steps == 7 and config.model.cell == "mingru"
+  with pytest.raises(FileNotFoundError, match="configs/shakespear.py"):
+    load_config("configs/shakespear.py")
