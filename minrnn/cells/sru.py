@@ -87,6 +87,13 @@ class SRUCell(nnx.RNNCellBase):
   Dropout (both kinds) is active only when `scan` gets `rngs` (stream `dropout`); the step path
   (`__call__`) never drops, like the blocks' step mode.
 
+  Checked against the official package (`tests/test_sru_official.py`): outputs, final states and
+  gradients agree to float32 precision, with two intended differences. Padded outputs
+  (`seq_lengths`) are zeros here; the official stack with `normalize_after` layer-normalises
+  its zeroed padded steps and outputs LayerNorm(0), the layer norm's shift. And the official
+  SRU has no learned initial state, nor has this one (the state starts at the given carry or
+  zeros), so the softplus parametrisation of minGRU / minLSTM's learned state does not apply.
+
   Official options not supported: `v1` (the deprecated first SRU form, to be removed upstream),
   `custom_m` (a user module computing `U`, and optionally per-step `v`: here SRU++ in
   `minrnn.cells.srupp` puts attention in the projection, and any other projection can call
