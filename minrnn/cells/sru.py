@@ -55,7 +55,8 @@ class SRUCell(nnx.RNNCellBase):
     hidden_features: state width per direction; outputs are `directions * hidden_features` wide.
     bidirectional: run a second direction backward in time and concatenate its outputs.
     layer_norm: layer-normalise the input before the projection (the highway term uses the
-      input as given, as in the official code), or the output with `normalize_after`.
+      input as given, as in the official code), or the output with `normalize_after`. Epsilon
+      1e-5, the official (PyTorch) value.
     normalize_after: with `layer_norm`, normalise the layer's output `h`
       (`directions * hidden` wide) instead of its input.
     highway_bias: initial value of `b_r`; negative values start the layer close to the identity.
@@ -85,6 +86,13 @@ class SRUCell(nnx.RNNCellBase):
 
   Dropout (both kinds) is active only when `scan` gets `rngs` (stream `dropout`); the step path
   (`__call__`) never drops, like the blocks' step mode.
+
+  Checked against the official package (`tests/test_sru_official.py`): outputs, final states and
+  gradients agree to float32 precision, with two intended differences. Padded outputs
+  (`seq_lengths`) are zeros here; the official stack with `normalize_after` layer-normalises
+  its zeroed padded steps and outputs LayerNorm(0), the layer norm's shift. And the official
+  SRU has no learned initial state, nor has this one (the state starts at the given carry or
+  zeros), so the softplus parametrisation of minGRU / minLSTM's learned state does not apply.
 
   Official options not supported: `v1` (the deprecated first SRU form, to be removed upstream),
   `custom_m` (a user module computing `U`, and optionally per-step `v`: here SRU++ in
@@ -160,9 +168,11 @@ class SRUCell(nnx.RNNCellBase):
     self.weight_c = nnx.Param(weight_c_init(rngs.params(), (self.directions, 2, d), param_dtype))
     bias = jnp.zeros((self.directions, 2, d), param_dtype).at[:, 1].set(highway_bias)
     self.bias = nnx.Param(bias)
+    # epsilon 1e-5 is the official package's (PyTorch's `nn.LayerNorm` default), not Flax's
+    # 1e-6: on a narrow post-norm layer the two differ by ~1e-2 in the outputs.
     self.layer_norm = (
-        nnx.LayerNorm(self.out_features if normalize_after else in_features, dtype=dtype,
-                      param_dtype=param_dtype, rngs=rngs) if layer_norm else None)
+        nnx.LayerNorm(self.out_features if normalize_after else in_features, epsilon=1e-5,
+                      dtype=dtype, param_dtype=param_dtype, rngs=rngs) if layer_norm else None)
     # Broadcast over time: one mask per sequence, as the official variational dropout.
     self.dropout = nnx.Dropout(dropout, broadcast_dims=(1,))
     self.rnn_dropout = nnx.Dropout(rnn_dropout, broadcast_dims=(1,))
