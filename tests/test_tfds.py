@@ -78,7 +78,8 @@ def _shakespeare_text():
   try:
     return shakespeare.load_text(download=False)
   except FileNotFoundError:
-    speech = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n"
+    speech = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\n"
+              "All:\nSpeak, speak.\n")
     return speech * 40
 
 
@@ -152,9 +153,10 @@ def _leaves(tree, prefix=""):
       yield f"{prefix}{key}", value
 
 
-def _prepare_d4rl(tmp_path, data, config="v2-medium-replay", next_observations=True):
+def _prepare_d4rl(tmp_path, data, config="v2-medium-replay", next_observations=True,
+                  file_format="array_record"):
   builder = D4rlMujocoHopper(config=config, data_dir=str(tmp_path / "tfds"),
-                             file_format="array_record")
+                             file_format=file_format)
   path = tmp_path / f"hopper_{config}.hdf5"
   _write_hdf5(path, data, builder, next_observations)
   _prepare(builder, hdf5_path=path)
@@ -165,11 +167,14 @@ def _prepare_d4rl(tmp_path, data, config="v2-medium-replay", next_observations=T
 _TERMINALS, _TIMEOUTS, _N = (3, 10, 20, 33), (9, 15, 26, 29, 39, 44), 45
 
 
-@pytest.mark.parametrize("config", ["v2-medium-replay", "v2-medium"])
-@pytest.mark.parametrize("next_observations", [True, False])
-def test_d4rl_reads_as_the_hdf5_file(tmp_path, no_tensorflow, config, next_observations):
+@pytest.mark.parametrize("config,next_observations,file_format", [
+    ("v2-medium-replay", True, "array_record"), ("v2-medium-replay", False, "array_record"),
+    ("v2-medium", True, "array_record"), ("v2-medium", False, "array_record"),
+    ("v2-medium-replay", True, "parquet")])
+def test_d4rl_reads_as_the_hdf5_file(tmp_path, no_tensorflow, config, next_observations,
+                                     file_format):
   data = _d4rl_data(_N, _TERMINALS, _TIMEOUTS)
-  path, name = _prepare_d4rl(tmp_path, data, config, next_observations)
+  path, name = _prepare_d4rl(tmp_path, data, config, next_observations, file_format)
   # The test means something only if TFDS stored the episodes out of order.
   order = from_tfds.tfds_key_order(10, "train")
   assert sorted(order) == list(range(10)) and list(order) != list(range(10))
@@ -204,8 +209,22 @@ def test_d4rl_flags_that_tfds_does_not_keep(tmp_path, no_tensorflow):
     np.testing.assert_array_equal(a.returns_to_go, b.returns_to_go)
 
 
+def test_tfrecord_reads_the_same_where_tensorflow_is_installed(tmp_path):
+  pytest.importorskip("tensorflow")
+  data = _d4rl_data(_N, _TERMINALS, _TIMEOUTS)
+  builder = D4rlMujocoHopper(config="v2-medium", data_dir=str(tmp_path / "tfds"),
+                             file_format="tfrecord")
+  _write_hdf5(tmp_path / "f.hdf5", data, builder, next_observations=True)
+  _prepare(builder, hdf5_path=tmp_path / "f.hdf5")
+  got = from_tfds.read_d4rl_tfds("d4rl_mujoco_hopper/v2-medium", tmp_path / "tfds")
+  want = d4rl.read_d4rl(tmp_path / "f.hdf5")
+  for key in d4rl.D4RL_KEYS:
+    np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+
+
 def test_d4rl_name_and_newest_version(tmp_path):
-  assert from_tfds.d4rl_tfds_name("hopper", "medium_replay") == "d4rl_mujoco_hopper/v2-medium-replay"
+  name = from_tfds.d4rl_tfds_name("hopper", "medium_replay")
+  assert name == "d4rl_mujoco_hopper/v2-medium-replay"
   for version in ("1.0.0", "1.10.0", "1.9.0"):
     folder = tmp_path / "d4rl_mujoco_hopper" / "v2-medium" / version
     folder.mkdir(parents=True)

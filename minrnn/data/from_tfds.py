@@ -2,9 +2,11 @@
 
 The readers give the same NumPy arrays as the file readers (`minrnn.data.shakespeare`,
 `minrnn.data.d4rl.read_d4rl`) give for the same content. They read a dataset that is already
-prepared on disk, through TFDS's random-access ArrayRecord data sources, which need neither
-TensorFlow nor a download. Preparing a public dataset once (`tfds build ...`) downloads it and,
-for these two datasets, runs TensorFlow; the errors below say how.
+prepared on disk, through TFDS's random-access data sources (ArrayRecord, or Parquet), which
+need neither TensorFlow nor a download; a dataset prepared as TFRecord (TFDS's default format)
+is read through TensorFlow, where it is installed. Preparing a public dataset once
+(`tfds build ... --file_format=array_record`) downloads it and, for these two datasets, runs
+TensorFlow; the errors below say how.
 
 Where prepared datasets live: `<tfds dir>/<dataset>/<config>/<version>/`. The TFDS directory is
 the config's `data.tfds_dir` if given, else `$TFDS_DATA_DIR`, else `~/tensorflow_datasets`
@@ -21,9 +23,9 @@ validation split is TFDS's `validation + test`.
 D4RL in TFDS (`d4rl_mujoco_<env>/v2-<dataset>` 1.2.0) is in RLDS form: one example per episode,
 episodes cut where D4RL's terminal or timeout flag is set (as `split_trajectories` cuts).
 TFDS's conversion adds a step after the last transition of an episode when the episode ended on
-a terminal or the hdf5 file has `next_observations` (D4RL's v2 files have): it holds the next
-(or a zero) observation, a zero action and reward, discount 0, `is_last`, and `is_terminal` when
-the episode ended on a terminal. Without an added step the last real step carries `is_last`.
+a terminal or the hdf5 file has `next_observations` (D4RL's v2 files have): it holds an
+observation (the file's last `next_observations` row, or zeros), a zero action and reward,
+discount 0, `is_last`, and `is_terminal` when the episode ended on a terminal. Without an added step the last real step carries `is_last`.
 An added step is the only step with `is_last` and discount 0 (real steps have discount 1, or 0
 on the transition into a terminal, which is not `is_last`). The reader drops added steps and
 puts the flags back on each episode's last transition:
@@ -51,6 +53,7 @@ import numpy as np
 TFDS_DIR_ENV = "TFDS_DATA_DIR"
 TINY_SHAKESPEARE = "tiny_shakespeare"
 TINY_SHAKESPEARE_SPLITS = ("train", "validation", "test")
+# `minrnn.data.d4rl.D4RL_KEYS`, not imported: this module needs nothing of minrnn's.
 D4RL_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts")
 _INSTALL_HINT = 'pip install "minrnn[tfds]"'
 _VERSION = re.compile(r"^\d+\.\d+\.\d+$")
@@ -121,25 +124,26 @@ def _data_source(name: str, split: str, directory, decoders=None):
   dataset's info."""
   tfds = _import_tfds()
   path = find_prepared(name, directory)
-  # Built from the prepared files, not from TFDS's code for the dataset: that code imports
-  # TensorFlow for D4RL, and never downloads anything.
+  # Built from the prepared files alone, not from TFDS's code for the dataset, which imports
+  # TensorFlow for D4RL and may download.
   builder = tfds.builder_from_directory(str(path))
   if split not in builder.info.splits:
     raise ValueError(f"{path} has splits {sorted(builder.info.splits)}, not {split!r}.")
-  file_format = str(getattr(builder.info.file_format, "value", builder.info.file_format))
-  if file_format in ("array_record", "parquet"):
+  formats = {str(getattr(f, "value", f)) for f in builder.info.available_file_formats()}
+  if formats & {"array_record", "parquet"}:  # The formats TFDS reads at random, without TF.
     return builder.as_data_source(split, decoders=decoders), builder.info
   try:
-    import tensorflow  # noqa: F401  Only this format needs it.
+    import tensorflow  # noqa: F401  Only TFRecord needs it.
   except ImportError:
     raise RuntimeError(
-        f"{path} is prepared as {file_format}, which only TensorFlow reads; TensorFlow is not "
+        f"{path} is prepared as {' and '.join(sorted(formats)) or 'tfrecord'}, which only "
+        f"TensorFlow reads; TensorFlow is not "
         f"installed. Convert it to ArrayRecord (`tfds convert_format --dataset_version_dir="
         f"{path} --out_file_format=array_record`, or prepare it again with `tfds build "
         f"{name.partition(':')[0]} --file_format=array_record --data_dir=DIR`), or install "
         f"TensorFlow.") from None
   # One file after the other, unshuffled: the same order as the data source reads.
-  read_config = tfds.ReadConfig(interleave_cycle_length=1, shuffle_seed=None)
+  read_config = tfds.ReadConfig(interleave_cycle_length=1)
   dataset = builder.as_dataset(split, decoders=decoders, shuffle_files=False,
                                read_config=read_config)
   return list(tfds.as_numpy(dataset)), builder.info
