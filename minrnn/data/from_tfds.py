@@ -234,7 +234,8 @@ def read_d4rl_tfds(name: str, directory: str | os.PathLike | None = None,
   """
   tfds = _import_tfds()
   # The steps come back as stored, one stacked array per feature: they are plain tensors,
-  # stored as they decode, and decoding them one step at a time is ~100x slower.
+  # stored as they decode. Decoding them one step at a time takes ~150 us a step, minutes for
+  # D4RL's 1-2M steps; this way 1M steps take seconds.
   decoders = {"steps": tfds.decode.SkipDecoding()}
   source, info = _data_source(name, split, directory, decoders)
   if "steps" not in info.features:
