@@ -1,26 +1,32 @@
-"""Prints text sampled from a trained run.
+"""Prints text sampled from a trained run; needs only the run's directory.
 
     python -m minrnn.sample --workdir runs/shakespeare --prompt "ROMEO:" \
         [--length 500 --temperature 0.8 --top_k 40 --seed 0 --checkpoint best]
 
-The run's `config.json` rebuilds the model and its task's vocabulary; the parameters come from
-the best checkpoint (lowest evaluation loss), or the latest with `--checkpoint latest`. The
-prompt runs through the model in parallel mode, the continuation in step mode.
+The run's `config.json` rebuilds the model and its `vocab.json` the vocabulary (no dataset is
+read); the parameters come from the best checkpoint (lowest evaluation loss), or the latest with
+`--checkpoint latest`. The prompt runs through the model in parallel mode, the continuation in
+step mode. A mistake (not a run, no checkpoint, a character outside the vocabulary) is told in
+one message with exit status 2.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import pathlib
+import sys
 from typing import Any
 
 import jax
+from flax import nnx
 
-from minrnn.models import LanguageModel, make_generator
-from minrnn.tasks import Task, make_task
-from minrnn.training import loop
+from minrnn import cli
+from minrnn.data import vocab as vocab_lib
+from minrnn.models import LanguageModel, build_language_model, make_generator
+from minrnn.training import workdir as workdir_lib
 from minrnn.training.checkpointing import Checkpoints
-from minrnn.training.steps import create_state
+from minrnn.training.optimizer import make_optimizer
 
 
 class _Section(dict):
@@ -35,7 +41,7 @@ class _Section(dict):
 
 def load_config(workdir: str | pathlib.Path) -> Any:
   """A run's resolved config from its `config.json` (no ml_collections needed)."""
-  config_path = pathlib.Path(workdir) / loop.CONFIG_FILE
+  config_path = pathlib.Path(workdir) / workdir_lib.CONFIG_FILE
   if not config_path.exists():
     raise FileNotFoundError(
         f"{config_path} not found: {workdir} is not a training run's workdir. Train one with "
@@ -43,64 +49,77 @@ def load_config(workdir: str | pathlib.Path) -> Any:
   return json.loads(config_path.read_text(), object_hook=_Section)
 
 
-def load_run(workdir: str | pathlib.Path,
-             checkpoint: str = "best") -> tuple[LanguageModel, Task, int]:
-  """`(model, task, step)` of the run in `workdir`, from its `best` or `latest` checkpoint."""
+def load_vocab(workdir: str | pathlib.Path) -> vocab_lib.TextVocab:
+  """The vocabulary the run saved."""
+  path = pathlib.Path(workdir) / workdir_lib.VOCAB_FILE
+  if not path.exists():
+    raise FileNotFoundError(
+        f"{path} not found: the run in {workdir} has no text vocabulary (a synthetic or "
+        "offline-RL task, or a run saved before vocabularies were kept with it).")
+  return vocab_lib.from_json(json.loads(path.read_text()))
+
+
+def load_run(workdir: str | pathlib.Path, checkpoint: str = "best"
+             ) -> tuple[LanguageModel, vocab_lib.TextVocab, int]:
+  """`(model, vocabulary, step)` of the run in `workdir`, from its `best` or `latest`
+  checkpoint."""
   workdir = pathlib.Path(workdir)
   config = load_config(workdir)
   if checkpoint not in ("best", "latest"):
     raise ValueError(f"checkpoint must be 'best' or 'latest', got {checkpoint!r}.")
-  directory = workdir / (loop.BEST_DIR if checkpoint == "best"
-                         else loop.CHECKPOINT_DIR)
-  if not directory.is_dir():
-    raise FileNotFoundError(
-        f"No checkpoint in {directory}. The run saves one at its first evaluation "
-        "(best) or checkpoint (latest); try the other with --checkpoint.")
-  task = make_task(config.data, config.seed)
-  state = create_state(config, task)
+  directory = workdir / (workdir_lib.BEST_DIR if checkpoint == "best"
+                         else workdir_lib.CHECKPOINT_DIR)
+  vocab = load_vocab(workdir)
+  model = build_language_model(config.model, vocab.size, config.seed)
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  tx, _ = make_optimizer(config.train)
   checkpoints = Checkpoints(directory, keep=max(config.train.keep_checkpoints, 1))
   try:
     step = checkpoints.latest_step()
     if step is None:
-      raise FileNotFoundError(f"No checkpoint in {directory}; try --checkpoint with the other.")
-    tree, _ = checkpoints.restore(step, state.checkpoint_tree())
+      raise FileNotFoundError(
+          f"No checkpoint in {directory}. The run saves one at its first evaluation (best) "
+          "or checkpoint (latest); try the other with --checkpoint.")
+    tree, _ = checkpoints.restore(step, {"params": params, "opt_state": tx.init(params)})
   finally:
     checkpoints.close()
-  state.params = tree["params"]
-  return state.model(), task, step
+  return nnx.merge(graphdef, tree["params"], rest), vocab, step
 
 
 def sample(workdir: str | pathlib.Path, prompt: str, *, length: int = 500,
            temperature: float = 0.8, top_k: int | None = None, seed: int = 0,
            checkpoint: str = "best") -> str:
-  """The prompt followed by `length` sampled characters."""
-  model, task, _ = load_run(workdir, checkpoint)
+  """The prompt followed by `length` sampled tokens, as text."""
+  model, vocab, _ = load_run(workdir, checkpoint)
   if not prompt:
     raise ValueError("The prompt is empty; give at least one character, e.g. --prompt=$'\\n'.")
   generator = make_generator(model, length=length, temperature=temperature, top_k=top_k)
-  tokens = generator(task.encode(prompt)[None], jax.random.key(seed))
-  return prompt + task.decode(jax.device_get(tokens)[0])
+  tokens = generator(vocab.encode(prompt)[None], jax.random.key(seed))
+  return prompt + vocab.decode(jax.device_get(tokens)[0])
 
 
-def main(argv: Any) -> None:
-  del argv
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)
-  print(sample(_WORKDIR.value, _PROMPT.value, length=_LENGTH.value,
-               temperature=_TEMPERATURE.value, top_k=_TOP_K.value, seed=_SEED.value,
-               checkpoint=_CHECKPOINT.value))
+def main(argv: list[str]) -> int:
+  parser = argparse.ArgumentParser(prog="python -m minrnn.sample",
+                                   description=__doc__.split("\n\n")[0])
+  parser.add_argument("--workdir", required=True, help="a training run's workdir")
+  parser.add_argument("--prompt", default="\n", help="text to continue")
+  parser.add_argument("--length", type=int, default=500, help="tokens to generate")
+  parser.add_argument("--temperature", type=float, default=0.8,
+                      help="sampling temperature; 0 is greedy")
+  parser.add_argument("--top_k", type=int, default=None,
+                      help="sample among the k most likely tokens")
+  parser.add_argument("--seed", type=int, default=0,
+                      help="sampling seed; the same seed gives the same text")
+  parser.add_argument("--checkpoint", choices=("best", "latest"), default="best")
+  parser.add_argument("--verbose", action="store_true", help="tracebacks for every error")
+  args = parser.parse_args(argv)
+  cli.quiet_libraries()
+  with cli.user_errors(args.verbose):
+    text = sample(args.workdir, args.prompt, length=args.length, temperature=args.temperature,
+                  top_k=args.top_k, seed=args.seed, checkpoint=args.checkpoint)
+  print(text if text.endswith("\n") else text + "\n", end="")
+  return 0
 
 
 if __name__ == "__main__":
-  from absl import app, flags, logging
-
-  _WORKDIR = flags.DEFINE_string("workdir", None, "A training run's workdir.", required=True)
-  _PROMPT = flags.DEFINE_string("prompt", "\n", "Text to continue.")
-  _LENGTH = flags.DEFINE_integer("length", 500, "Characters to generate.", lower_bound=1)
-  _TEMPERATURE = flags.DEFINE_float("temperature", 0.8, "Sampling temperature; 0 is greedy.",
-                                    lower_bound=0.0)
-  _TOP_K = flags.DEFINE_integer("top_k", None, "Sample among the k most likely characters.")
-  _SEED = flags.DEFINE_integer("seed", 0, "Sampling seed; the same seed gives the same text.")
-  _CHECKPOINT = flags.DEFINE_enum("checkpoint", "best", ["best", "latest"],
-                                  "Which checkpoint to load.")
-  app.run(main)
+  sys.exit(main(sys.argv[1:]))

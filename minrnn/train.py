@@ -1,64 +1,76 @@
 """Trains a model from a config file; resumes automatically from its workdir.
 
     python -m minrnn.train --config configs/shakespeare.py:mingru --workdir runs/shakespeare \
-        [--config.train.num_steps=1000 ...]
+        [--config.train.num_steps=1000 ...] [--accept_config_changes] [--verbose]
 
 The part after `:` is the config file's variant, e.g. `configs/shakespeare.py:gru,cpu`; a
-relative config path is found from the working directory or the repository. From Python:
-`minrnn.train.train(config, workdir)` (`minrnn.training.loop.train`), with a config from
-`minrnn.training.config.load_config`. What a run writes is described in `minrnn.training.loop`.
+relative config path is found from the working directory or the repository. `--config.a.b=v`
+overrides a setting. A mistake (an unknown setting, a missing data file, a changed config on
+resume, a damaged checkpoint) is told in one message with exit status 2, and leaves the workdir
+as it was. SIGTERM or Ctrl-C saves a checkpoint and exits with 128 + the signal's number; the
+same command resumes. From Python: `minrnn.train.train(config, workdir)`
+(`minrnn.training.loop.train`), with a config from `minrnn.training.config.load_config`.
 """
 
 from __future__ import annotations
 
+import argparse
 import pathlib
 import sys
 
-import jax
-
+from minrnn import cli
 from minrnn.training import distributed
-from minrnn.training.config import find_config
-from minrnn.training.loop import summary, train
+from minrnn.training.config import load_config
+from minrnn.training.loop import prepare, summary, train
+from minrnn.training.preemption import Preempted
 
 __all__ = ["train"]
 
 
-def resolve_config_argument(argv: list[str]) -> list[str]:
-  """argv with the `--config` file found from any directory (the repository's `configs/` when
-  it is not under the working directory), keeping its `:variant`."""
-  argv = list(argv)
-  for i, arg in enumerate(argv):
-    if arg == "--config" and i + 1 < len(argv):
-      index, value, prefix = i + 1, argv[i + 1], ""
-    elif arg.startswith("--config="):
-      index, value, prefix = i, arg[len("--config="):], "--config="
+def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+  """`(arguments, config overrides "a.b=v")` of a command line."""
+  parser = argparse.ArgumentParser(prog="python -m minrnn.train", description=__doc__.split(
+      "\n\n")[0], epilog="Any --config.a.b=value overrides that setting.")
+  parser.add_argument("--config", required=True, help="configs/<family>.py[:variant]")
+  parser.add_argument("--workdir", required=True, help="the run's directory (resumed if it "
+                      "holds checkpoints)")
+  parser.add_argument("--accept_config_changes", action="store_true",
+                      help="resume although settings changed (recorded in the workdir)")
+  parser.add_argument("--verbose", action="store_true", help="tracebacks for every error")
+  args, rest = parser.parse_known_args(argv)
+  overrides, pending = [], None
+  for arg in rest:
+    if pending is not None:
+      overrides.append(f"{pending}={arg}")
+      pending = None
+    elif arg.startswith("--config.") and "=" in arg:
+      overrides.append(arg[len("--config."):])
+    elif arg.startswith("--config."):
+      pending = arg[len("--config."):]
     else:
-      continue
-    path, sep, variant = value.partition(":")
-    argv[index] = prefix + str(find_config(path)) + sep + variant
-    break
-  return argv
+      parser.error(f"unrecognized argument {arg!r}; settings are given as --config.a.b=value")
+  if pending is not None:
+    parser.error(f"--config.{pending} needs a value")
+  return args, overrides
 
 
-def main(argv):
-  del argv
-  # Orbax logs every save at INFO; keep the console to the progress bar unless asked.
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)
+def main(argv: list[str]) -> int:
+  args, overrides = parse(argv)
+  cli.quiet_libraries()
   distributed.initialize()
-  workdir = pathlib.Path(_WORKDIR.value)
-  result = train(_CONFIG.value, workdir)
-  if jax.process_index() == 0:
+  workdir = pathlib.Path(args.workdir)
+  with cli.user_errors(args.verbose):
+    config = load_config(args.config, overrides=overrides)
+    run = prepare(config, workdir, accept_config_changes=args.accept_config_changes)
+  try:
+    result = run.train()
+  except Preempted as stop:
+    print(stop, file=sys.stderr)
+    return stop.exit_code
+  if run.main_process:
     print(summary(result, workdir))
+  return 0
 
 
 if __name__ == "__main__":
-  from absl import app, flags, logging
-  from ml_collections import config_flags
-
-  _CONFIG = config_flags.DEFINE_config_file(
-      "config", None, "Config file, configs/<task>.py[:variant].", lock_config=True)
-  _WORKDIR = flags.DEFINE_string(
-      "workdir", None, "Run directory for checkpoints, metrics and plots; resumed if it exists.")
-  flags.mark_flags_as_required(["config", "workdir"])
-  app.run(main, argv=resolve_config_argument(sys.argv))
+  sys.exit(main(sys.argv[1:]))

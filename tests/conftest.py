@@ -107,19 +107,38 @@ def tiny_run(fixture_data_dir):
   return make
 
 
+def _cli_env() -> dict[str, str]:
+  """A `python -m minrnn...` child's environment: CPU, and the suite's compilation cache."""
+  return dict(os.environ, JAX_PLATFORMS="cpu",
+              JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir,
+              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.2",
+              JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+
+
+def _cli_command(module: str, args) -> list[str]:
+  import sys
+  return [sys.executable, "-m", f"minrnn.{module}", *map(str, args)]
+
+
 @pytest.fixture(scope="session")
 def run_cli():
-  """Runs `python -m minrnn.<module> *args` on the CPU with the suite's compilation cache;
-  returns the finished process (stdout and stderr as text)."""
+  """Runs `python -m minrnn.<module> *args` to the end; returns the finished process (stdout
+  and stderr as text)."""
   import subprocess
-  import sys
 
-  env = dict(os.environ, JAX_PLATFORMS="cpu",
-             JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir,
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.2",
-             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
-
-  def run(module: str, *args: str, cwd=_REPO, timeout: int = 300):
-    return subprocess.run([sys.executable, "-m", f"minrnn.{module}", *map(str, args)], cwd=cwd,
-                          env=env, capture_output=True, text=True, timeout=timeout)
+  def run(module: str, *args, cwd=_REPO, timeout: int = 300):
+    return subprocess.run(_cli_command(module, args), cwd=cwd, env=_cli_env(),
+                          capture_output=True, text=True, timeout=timeout)
   return run
+
+
+@pytest.fixture(scope="session")
+def start_cli():
+  """Starts `python -m minrnn.<module> *args` in the background; returns the `Popen` (stdout
+  and stderr piped, as text)."""
+  import subprocess
+
+  def start(module: str, *args, cwd=_REPO):
+    return subprocess.Popen(_cli_command(module, args), cwd=cwd, env=_cli_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  return start

@@ -56,7 +56,7 @@ def test_bad_variants_and_overrides_are_explained():
     load_config("configs/shakespeare.py:gpu")
   with pytest.raises(ValueError, match="gives model twice"):
     load_config("configs/shakespeare.py:gru,lstm")
-  with pytest.raises(ValueError, match="not a setting"):
+  with pytest.raises(ValueError, match="Unknown setting 'model.featurez'.*model.features"):
     load_config("configs/shakespeare.py:cpu", overrides=["model.featurez=3"])
 
 

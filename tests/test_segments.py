@@ -8,6 +8,7 @@ import pytest
 
 from minrnn import train as train_lib
 from minrnn.data.segments import SegmentStream
+from minrnn.data.vocab import ByteVocab
 from minrnn.tasks import StreamTask, make_task
 from minrnn.training.config import load_config
 from minrnn.training.metrics import read_metrics, series
@@ -18,7 +19,7 @@ L = 8
 
 def stream(ids, **kwargs):
   args = dict(name="toy", train_ids=ids, eval_ids={"valid": ids[:4 * L + 1]}, vocab_size=40,
-              batch_size=2, seq_len=L, decode=str, encode=list)
+              batch_size=2, seq_len=L)
   return SegmentStream(**{**args, **kwargs})
 
 
@@ -63,8 +64,8 @@ def tiny_configs():
 def test_two_segments_with_carry_score_like_one_long_segment(tiny_configs, cell):
   config = tiny_configs[cell]
   ids = np.random.default_rng(1).integers(0, 40, 4 * L + 1)
-  two = StreamTask(stream(ids, eval_ids={"valid": ids}, eval_seq_len=L))
-  one = StreamTask(stream(ids, eval_ids={"valid": ids}, eval_seq_len=2 * L))
+  two = StreamTask(stream(ids, eval_ids={"valid": ids}, eval_seq_len=L), ByteVocab())
+  one = StreamTask(stream(ids, eval_ids={"valid": ids}, eval_seq_len=2 * L), ByteVocab())
   assert len(list(two.eval_batches())) == 2 and len(list(one.eval_batches())) == 1
   state = create_state(config, two)
   step = make_eval_step(state, two)

@@ -112,14 +112,6 @@ def test_command_line_overrides_reach_the_run_from_any_directory(run_cli, tmp_pa
   assert "sequence_accuracy" in proc.stdout and str(tmp_path) in proc.stdout
 
 
-def test_misspelled_config_key_is_a_clear_error(run_cli, tmp_path):
-  proc = run_cli("train", "--config", "configs/selective_copy.py:cpu",
-                 "--workdir", tmp_path, "--config.train.num_stpes=5")
-  assert proc.returncode != 0
-  assert 'Did you mean "num_steps"' in proc.stderr
-  assert not (tmp_path / "config.json").exists()
-
-
 def test_missing_data_file_stops_the_run_with_the_path(tiny_run, tmp_path):
   config = tiny_run("shakespeare", 2)
   config.data.dir = str(tmp_path / "empty")

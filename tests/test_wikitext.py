@@ -16,6 +16,7 @@ from flax import nnx
 from minrnn import train as train_lib
 from minrnn.data import data_dir, wikitext
 from minrnn.data.segments import SegmentStream
+from minrnn.data.vocab import ByteVocab
 from minrnn.layers.adaptive import AdaptiveEmbedding
 from minrnn.models import LanguageModel
 from minrnn.tasks import StreamTask
@@ -122,7 +123,7 @@ def _assert_loop_scores_like_full_scores(config, forbid_full_scores):
   ids = np.arange(200) % vocab_size
   task = StreamTask(SegmentStream(
       name="toy", train_ids=ids, eval_ids={"valid": ids}, vocab_size=vocab_size,
-      batch_size=config.data.batch_size, seq_len=config.data.seq_len, decode=str, encode=list))
+      batch_size=config.data.batch_size, seq_len=config.data.seq_len), ByteVocab())
   state = create_state(config, task)
   shape = (config.data.batch_size, config.data.seq_len)
   rng = np.random.default_rng(0)

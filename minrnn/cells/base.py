@@ -208,7 +208,7 @@ class LinearRecurrentCell(nnx.RNNCellBase):
       `(batch, time, hidden_features)` in the compute dtype.
     """
     del rngs
-    check_sequence(x, self.in_features)
+    check_sequence(x, self.in_features, seq_lengths=seq_lengths)
     if carry is None:
       carry = self.initialize_carry((x.shape[0], self.in_features))
     path = resolve_implementation(
@@ -294,7 +294,7 @@ class SequentialScan:
           f"{type(self).__name__} only runs sequentially; got implementation="
           f"{implementation!r}. Pass None or 'sequential'."
       )
-    check_sequence(x, self.in_features)
+    check_sequence(x, self.in_features, seq_lengths=seq_lengths)
     if carry is None:
       carry = self.initialize_carry((x.shape[0], self.in_features))
     if reverse:

@@ -268,7 +268,7 @@ class SRUCell(nnx.RNNCellBase):
       direction's state after t = 0) and outputs `(batch, time, directions * hidden)` in the
       compute dtype, directions concatenated `[forward, backward]`.
     """
-    check_sequence(x, self.in_features)
+    check_sequence(x, self.in_features, seq_lengths=seq_lengths)
     batch, num_steps, _ = x.shape
     if carry is None:
       carry = self.initialize_carry((batch, self.in_features))
@@ -364,7 +364,7 @@ class SRU(nnx.Module):
   ) -> tuple[jax.Array, jax.Array]:
     """Runs every layer over the whole sequence; see the class docstring for shapes. `rngs`
     (stream `dropout`) turns dropout on."""
-    check_sequence(x, self.input_size)
+    check_sequence(x, self.input_size, seq_lengths=seq_lengths)
     expected = (self.num_layers, x.shape[0], self.out_features)
     if c0 is not None and tuple(c0.shape) != expected:
       raise ValueError(

@@ -15,7 +15,7 @@ start batch s + 1 from: the training loop carries it, per row, from one batch to
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, Mapping
+from typing import Iterator, Mapping
 
 import numpy as np
 
@@ -46,8 +46,6 @@ class SegmentStream:
     vocab_size: number of token ids.
     batch_size: rows per training batch.
     seq_len: segment length (the truncation length of backpropagation through time).
-    decode: ids -> text, for samples.
-    encode: text -> int ids `(n,)`, for sampling prompts.
     eval_batch_size: rows per evaluation batch (default: batch_size).
     eval_seq_len: evaluation segment length (default: seq_len).
     max_eval_batches: evaluate only this many segments (None: the whole split), for quick runs.
@@ -55,7 +53,6 @@ class SegmentStream:
 
   def __init__(self, *, name: str, train_ids: np.ndarray, eval_ids: Mapping[str, np.ndarray],
                vocab_size: int, batch_size: int, seq_len: int,
-               decode: Callable[[np.ndarray], str], encode: Callable[[str], np.ndarray],
                eval_batch_size: int | None = None,
                eval_seq_len: int | None = None, max_eval_batches: int | None = None):
     self.name = name
@@ -67,8 +64,6 @@ class SegmentStream:
     self.max_eval_batches = max_eval_batches
     self.train_ids = train_ids
     self.eval_ids = dict(eval_ids)
-    self._decode = decode
-    self._encode = encode
     self.row_len = (len(train_ids) - 1) // batch_size
     self.num_segments = self.row_len // seq_len
     if self.num_segments < 1:
@@ -113,9 +108,3 @@ class SegmentStream:
     for s in range(num_segments):
       cut = slice(s * length, (s + 1) * length)
       yield {"inputs": inputs[:, cut], "targets": targets[:, cut], "weights": weights[:, cut]}
-
-  def decode(self, ids) -> str:
-    return self._decode(ids)
-
-  def encode(self, text: str) -> np.ndarray:
-    return self._encode(text)

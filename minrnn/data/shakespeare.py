@@ -47,6 +47,10 @@ class CharVocab:
   def decode(self, ids: Sequence[int] | np.ndarray) -> str:
     return "".join(self.chars[int(i)] for i in ids)
 
+  def to_json(self) -> dict[str, str]:
+    """The saved form (`minrnn.data.vocab.from_json`)."""
+    return {"kind": "chars", "chars": self.chars}
+
 
 def load_text(data_dir: str | os.PathLike | None = None, download: bool = True) -> str:
   """The whole text, located by the data-directory rule (see `minrnn.data.paths`)."""

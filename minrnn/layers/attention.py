@@ -93,7 +93,7 @@ class CausalSelfAttention(nnx.Module):
                rngs: nnx.Rngs | None = None) -> tuple[jax.Array, KVCache]:
     """x `(batch, time, features)` -> `(y, cache)`; see `minrnn.layers.base`. No dropout."""
     del rngs
-    check_sequence(x, self.features)
+    check_sequence(x, self.features, seq_lengths=seq_lengths)
     batch, time, _ = x.shape
     fresh = state is None
     if fresh:

@@ -114,7 +114,7 @@ class Mamba(nnx.Module):
     """x `(batch, time, features)` -> `(y, state)`, y in the compute dtype; see
     `minrnn.layers.base`. No dropout."""
     del rngs
-    check_sequence(x, self.features)
+    check_sequence(x, self.features, seq_lengths=seq_lengths)
     if state is None:
       state = self.initialize_state(x.shape[0])
     xs, z, C, a, b, window = self._ssm_inputs(x, state.conv, seq_lengths)

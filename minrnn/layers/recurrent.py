@@ -63,7 +63,7 @@ class Recurrent(nnx.Module):
   def __call__(self, x: jax.Array, state: Any = None, *, seq_lengths: jax.Array | None = None,
                rngs: nnx.Rngs | None = None) -> tuple[jax.Array, Any]:
     """x `(batch, time, features)` -> `(y, carry)`; see `minrnn.layers.base`."""
-    check_sequence(x, self.features)
+    check_sequence(x, self.features, seq_lengths=seq_lengths)
     carry, y = self.cell.scan(x, state, seq_lengths=seq_lengths,
                               implementation=self.implementation, rngs=rngs)
     y = self._out(y)

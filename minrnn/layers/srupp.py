@@ -205,7 +205,7 @@ class SRUppLayer(nnx.Module):
     """x `(batch, time, features)` -> `(h, state)`: h in the compute dtype, and the state after
     the last (valid) step, whose memory then holds the last `memory_length` inputs seen. See
     `minrnn.layers.base`; dropout is on only with `rngs`."""
-    check_sequence(x, self.features)
+    check_sequence(x, self.features, seq_lengths=seq_lengths)
     batch, num_steps, _ = x.shape
     if state is None:
       state = self.initialize_state(batch)

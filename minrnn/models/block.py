@@ -107,7 +107,7 @@ class ResidualBlock(nnx.Module):
 
     Returns `(y, state)`: y like x, and the state after the last (valid) token.
     """
-    check_sequence(x, self.features)
+    check_sequence(x, self.features, seq_lengths=seq_lengths)
     # A fresh start stays None for the temporal layer: it may have a faster path for it.
     temporal, window = (None, None) if state is None else state
     h = self._norm(self.temporal_norm, x)

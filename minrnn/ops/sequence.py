@@ -38,8 +38,10 @@ def flip_sequences(x: jax.Array, seq_lengths: jax.Array | None) -> jax.Array:
   return jnp.take_along_axis(x, index, axis=1)
 
 
-def check_sequence(x: jax.Array, features: int | None, name: str = "x") -> None:
-  """Raises a ValueError naming the problem unless `x` is `(batch, time, features)`."""
+def check_sequence(x: jax.Array, features: int | None, name: str = "x",
+                   seq_lengths: jax.Array | None = None) -> None:
+  """Raises a ValueError naming the problem unless `x` is `(batch, time, features)` and
+  `seq_lengths`, if given, is int `(batch,)`."""
   if x.ndim != 3:
     raise ValueError(
         f"{name} must have shape (batch, time, features), got rank {x.ndim} "
@@ -50,3 +52,9 @@ def check_sequence(x: jax.Array, features: int | None, name: str = "x") -> None:
         f"{name} has {x.shape[-1]} features but the layer expects {features} "
         f"(shape {tuple(x.shape)})."
     )
+  if seq_lengths is not None:
+    lengths = jnp.asarray(seq_lengths)
+    if lengths.shape != (x.shape[0],) or not jnp.issubdtype(lengths.dtype, jnp.integer):
+      raise ValueError(
+          f"seq_lengths must be integers of shape (batch,) = ({x.shape[0]},) to match {name} "
+          f"{tuple(x.shape)}, got {lengths.dtype} {tuple(lengths.shape)}.")

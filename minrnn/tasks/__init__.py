@@ -11,6 +11,7 @@ from minrnn.data.d4rl import D4RLWindows
 from minrnn.data.formal_languages import FormalLanguage
 from minrnn.data.segments import SegmentStream
 from minrnn.data.selective_copy import SelectiveCopy
+from minrnn.data.vocab import ByteVocab, WordTextVocab
 from minrnn.tasks.base import Task
 from minrnn.tasks.decision import DecisionTask
 from minrnn.tasks.language import StreamTask, TokenTask
@@ -19,31 +20,31 @@ from minrnn.tasks.language import StreamTask, TokenTask
 def _shakespeare(data: Any, seed: int) -> Task:
   if data.get("segments", False):
     vocab, train, valid = shakespeare.split(shakespeare.load_text(data.dir, data.download))
-    return StreamTask(_stream(data, train, {"valid": valid}, vocab.size, vocab.decode,
-                              vocab.encode))
-  return TokenTask(shakespeare.ShakespeareChar(
+    return StreamTask(_stream(data, train, {"valid": valid}, vocab.size), vocab)
+  source = shakespeare.ShakespeareChar(
       batch_size=data.batch_size, seq_len=data.seq_len, seed=seed, data_dir=data.dir,
-      download=data.download, max_eval_batches=data.eval_batches))
+      download=data.download, max_eval_batches=data.eval_batches)
+  return TokenTask(source, vocab=source.vocab, headline="bits_per_token")
 
 
 def _selective_copy(data: Any, seed: int) -> Task:
   return TokenTask(SelectiveCopy(
       batch_size=data.batch_size, seq_len=data.seq_len, num_tokens=data.num_tokens,
       vocab_size=data.vocab_size, seed=seed, eval_batches=data.eval_batches),
-      sequence_accuracy=True)
+      sequence_accuracy=True, headline="sequence_accuracy")
 
 
 def _formal_language(data: Any, seed: int) -> Task:
   return TokenTask(FormalLanguage(
       task=data.task, batch_size=data.batch_size, seed=seed, eval_batches=data.eval_batches,
       min_len=data.min_len, max_len=data.max_len, eval_min_len=data.eval_min_len,
-      eval_max_len=data.eval_max_len), sequence_accuracy=True)
+      eval_max_len=data.eval_max_len), sequence_accuracy=True, headline="accuracy")
 
 
-def _stream(data: Any, train, evals, vocab_size, decode, encode) -> SegmentStream:
+def _stream(data: Any, train, evals, vocab_size) -> SegmentStream:
   return SegmentStream(
       name=data.name, train_ids=train, eval_ids=evals, vocab_size=vocab_size,
-      batch_size=data.batch_size, seq_len=data.seq_len, decode=decode, encode=encode,
+      batch_size=data.batch_size, seq_len=data.seq_len,
       eval_batch_size=data.get("eval_batch_size"), eval_seq_len=data.get("eval_seq_len"),
       max_eval_batches=data.eval_batches)
 
@@ -53,16 +54,16 @@ def _enwik8(data: Any, seed: int) -> Task:
   splits = enwik8.load_splits(data.dir, download=data.download,
                               verify_checksum=data.verify_checksum, cache_dir=data.cache_dir)
   return StreamTask(_stream(data, splits["train"], {"valid": splits["valid"],
-                                                    "test": splits["test"]},
-                            enwik8.VOCAB_SIZE, enwik8.decode, enwik8.encode))
+                                                    "test": splits["test"]}, enwik8.VOCAB_SIZE),
+                    ByteVocab())
 
 
 def _wikitext103(data: Any, seed: int) -> Task:
   del seed
   vocab, splits = wikitext.load_splits("wikitext103", data.dir, cache_dir=data.cache_dir)
   return StreamTask(_stream(data, splits["train"], {"valid": splits["valid"],
-                                                    "test": splits["test"]},
-                            vocab.size, vocab.decode, lambda text: vocab.encode(text.split())))
+                                                    "test": splits["test"]}, vocab.size),
+                    WordTextVocab(vocab))
 
 
 def _d4rl(data: Any, seed: int) -> Task:

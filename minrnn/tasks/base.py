@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from minrnn.data.batches import Batch
+from minrnn.data.vocab import TextVocab
 from minrnn.models.build import build_language_model
 
 
@@ -60,6 +61,7 @@ class Task(abc.ABC):
     carries_state: the model state is carried from batch to batch.
     headline: the metric that summarises a run (plots and the final summary).
     sequence_accuracy: report the share of rows with every scored token right.
+    vocab: the text vocabulary of text tasks (saved with a run, for sampling), else None.
   """
 
   name: str
@@ -70,6 +72,7 @@ class Task(abc.ABC):
   carries_state: bool = False
   headline: str = "loss"
   sequence_accuracy: bool = False
+  vocab: TextVocab | None = None
 
   @abc.abstractmethod
   def train_batch(self, step: int) -> Batch:
@@ -120,10 +123,16 @@ class Task(abc.ABC):
     return None
 
   def decode(self, ids) -> str:
-    raise NotImplementedError(f"The {self.name} task has no text to decode.")
+    """Token ids `(n,)` as text."""
+    if self.vocab is None:
+      raise ValueError(f"The {self.name} task has no text vocabulary.")
+    return self.vocab.decode(ids)
 
   def encode(self, text: str):
-    raise NotImplementedError(f"The {self.name} task has no text vocabulary to encode.")
+    """Text as int32 ids `(n,)`."""
+    if self.vocab is None:
+      raise ValueError(f"The {self.name} task has no text vocabulary to encode a prompt with.")
+    return self.vocab.encode(text)
 
   def describe(self) -> dict[str, Any]:
     """What a run's results should record about the data (default: nothing)."""

@@ -12,6 +12,7 @@ from typing import Any, Iterator
 
 from minrnn.data.batches import Batch
 from minrnn.data.segments import SegmentStream
+from minrnn.data.vocab import TextVocab
 from minrnn.tasks.base import Task
 
 
@@ -20,16 +21,20 @@ class TokenTask(Task):
 
   Args:
     source: a dataset with `name`, `vocab_size`, `batch_size`, `train_batch(step)`,
-      `eval_batches()` and `decode(ids)` (and `encode(text)` for text), e.g.
-      `minrnn.data.ShakespeareChar`.
+      `eval_batches()` and `decode(ids)`, e.g. `minrnn.data.ShakespeareChar`.
+    vocab: its text vocabulary, for text (None: a synthetic task).
     sequence_accuracy: also report the share of rows with every scored token right (the
       success metric of selective copying).
+    headline: the metric that summarises a run.
     describe: what the results record about the data (e.g. which split was used).
   """
 
-  def __init__(self, source: Any, *, sequence_accuracy: bool = False,
+  def __init__(self, source: Any, *, vocab: TextVocab | None = None,
+               sequence_accuracy: bool = False, headline: str = "loss",
                describe: dict[str, Any] | None = None):
     self.source = source
+    self.vocab = vocab
+    self.headline = headline
     self.name = source.name
     self.vocab_size = source.vocab_size
     self.batch_size = self.eval_batch_size = source.batch_size
@@ -48,9 +53,6 @@ class TokenTask(Task):
   def decode(self, ids) -> str:
     return self.source.decode(ids)
 
-  def encode(self, text: str):
-    return self.source.encode(text)
-
   def describe(self) -> dict[str, Any]:
     return dict(self._describe)
 
@@ -65,8 +67,10 @@ class StreamTask(Task):
   carries_state = True
   headline = "bits_per_token"
 
-  def __init__(self, stream: SegmentStream, *, describe: dict[str, Any] | None = None):
+  def __init__(self, stream: SegmentStream, vocab: TextVocab, *,
+               describe: dict[str, Any] | None = None):
     self.stream = stream
+    self.vocab = vocab
     self.name = stream.name
     self.vocab_size = stream.vocab_size
     self.batch_size = stream.batch_size
@@ -82,12 +86,6 @@ class StreamTask(Task):
 
   def starts_stream(self, step: int) -> bool:
     return self.stream.starts_stream(step)
-
-  def decode(self, ids) -> str:
-    return self.stream.decode(ids)
-
-  def encode(self, text: str):
-    return self.stream.encode(text)
 
   def describe(self) -> dict[str, Any]:
     return dict(self._describe)

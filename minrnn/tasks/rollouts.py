@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from minrnn.models.decision import DecisionModel
 

@@ -5,11 +5,15 @@ A run's workdir holds two checkpoint directories:
   - `best/`: the one checkpoint with the lowest evaluation loss so far.
 
 Each checkpoint has two items: `state` (a pytree of arrays: parameters and optimizer state)
-and `meta` (JSON: step, metrics, best evaluation loss).
+and `meta` (JSON: step, metrics, best evaluation loss). Saves are synchronous, a directory is
+created by its first save (opening one writes nothing), and a save Orbax declines (that step is
+already saved) is reported, never silent. A checkpoint that cannot be restored raises
+`CheckpointError` naming the parameters that differ from the model's; nothing is deleted.
 """
 
 from __future__ import annotations
 
+import logging
 import pathlib
 from typing import Any
 
@@ -21,11 +25,39 @@ class CheckpointError(RuntimeError):
   """A checkpoint exists but cannot be restored."""
 
 
+def _paths(tree: Any) -> dict[str, tuple]:
+  """`{"params/blocks/0/...": shape}` of a pytree of arrays or array metadata."""
+  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+  name = lambda k: str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k))))
+  return {"/".join(name(k) for k in path).removesuffix("/value"):
+          tuple(getattr(leaf, "shape", ())) for path, leaf in leaves}
+
+
+def _mismatch(saved: dict[str, tuple], wanted: dict[str, tuple]) -> str:
+  """What differs between a checkpoint's arrays and a model's (parameters named first), or ""."""
+  parts = []
+  for label, keys in (
+      ("the model has, the checkpoint lacks", set(wanted) - set(saved)),
+      ("the checkpoint has, the model lacks", set(saved) - set(wanted)),
+      ("shapes differ", {k for k in set(saved) & set(wanted) if saved[k] != wanted[k]})):
+    if keys:
+      keys = sorted(keys, key=lambda k: (not k.startswith("params"), k))
+      parts.append(f"{label}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}")
+  return "; ".join(parts)
+
+
+def _damaged(error: Exception) -> str:
+  # TensorStore appends its whole spec to the first line; the reason comes before it.
+  text = str(error).strip().split("See full TensorStore details")[0].strip()
+  first_line = text.splitlines()[0][:160] if text else ""
+  return f"it is damaged ({type(error).__name__}: {first_line})."
+
+
 class Checkpoints:
   """One checkpoint directory, keeping the `keep` most recently saved steps.
 
   Args:
-    directory: where the step folders go (created if missing).
+    directory: where the step folders go (created by the first save).
     keep: how many checkpoints to keep; older ones are deleted after a successful save.
   """
 
@@ -33,40 +65,68 @@ class Checkpoints:
     if keep < 1:
       raise ValueError(f"keep must be >= 1 checkpoint, got {keep}.")
     self.directory = pathlib.Path(directory).resolve()
-    # Synchronous saves: a checkpoint is complete on disk when `save` returns, so a run that
-    # is killed right after it can resume from it.
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                           enable_async_checkpointing=False)
-    self._manager = ocp.CheckpointManager(self.directory, options=options,
-                                          item_names=("state", "meta"))
+    self.keep = keep
+    self._manager = None
+
+  def _open(self, create: bool = False) -> ocp.CheckpointManager | None:
+    if self._manager is None:
+      if not self.directory.exists() and not create:
+        return None
+      self.directory.mkdir(parents=True, exist_ok=True)
+      # Synchronous saves: a checkpoint is complete on disk when `save` returns, so a run
+      # that is killed right after it can resume from it.
+      options = ocp.CheckpointManagerOptions(max_to_keep=self.keep, create=False,
+                                             enable_async_checkpointing=False)
+      handlers = {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
+      self._manager = ocp.CheckpointManager(self.directory, options=options,
+                                            item_handlers=handlers)
+    return self._manager
 
   def latest_step(self) -> int | None:
-    return self._manager.latest_step()
+    manager = self._open()
+    return None if manager is None else manager.latest_step()
 
-  def save(self, step: int, state: Any, meta: dict[str, Any]) -> None:
-    self._manager.save(step, args=ocp.args.Composite(
+  def save(self, step: int, state: Any, meta: dict[str, Any]) -> bool:
+    """Saves `step`; returns False (and says so) when Orbax keeps an existing one instead."""
+    saved = self._open(create=True).save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+    if not saved:
+      logging.warning("Checkpoint of step %d not written: %s already holds step %s, which is "
+                      "kept.", step, self.directory, self.latest_step())
+    return saved
 
   def restore(self, step: int, target: Any) -> tuple[Any, dict[str, Any]]:
     """The checkpoint of `step`, shaped like `target` (a pytree of arrays).
 
     Raises:
       CheckpointError: the checkpoint is damaged or does not match `target`. Nothing is
-        deleted; the message says how to go on.
+        deleted; the message names what differs and how to go on.
     """
+    manager = self._open()
+    path = self.directory / str(step)
+    how_to_go_on = (f"Nothing was deleted. To resume from an earlier checkpoint, move {path} out "
+                    f"of {self.directory}; to start afresh, use a new workdir.")
+    try:
+      saved = _paths(manager.item_metadata(step)["state"])
+    except Exception as e:  # No readable metadata: the files themselves are damaged.
+      raise CheckpointError(f"Could not restore the checkpoint {path}: {_damaged(e)}\n"
+                            f"{how_to_go_on}") from None
+    # Compared before reading any array: a failed read leaves Orbax's tasks behind.
+    mismatch = _mismatch(saved, _paths(target))
+    if mismatch:
+      raise CheckpointError(
+          f"Could not restore the checkpoint {path}: it was written by a different model "
+          f"({mismatch}). Train with the config that wrote it (config.json), or use a new "
+          f"workdir.\n{how_to_go_on}")
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
     try:
-      restored = self._manager.restore(step, args=ocp.args.Composite(
+      restored = manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
-    except Exception as e:  # Orbax raises many types for damaged or mismatched files.
-      path = self.directory / str(step)
-      raise CheckpointError(
-          f"Could not restore the checkpoint {path}: {type(e).__name__}: {e}\n"
-          "It is damaged, or was written by a run with a different model config. Nothing "
-          f"was deleted. To resume from an earlier checkpoint, move {path} out of "
-          f"{self.directory}; to start afresh, use a new workdir."
-      ) from e
+    except Exception as e:  # Orbax raises many types for damaged files.
+      raise CheckpointError(f"Could not restore the checkpoint {path}: {_damaged(e)}\n"
+                            f"{how_to_go_on}") from None
     return restored.state, dict(restored.meta)
 
   def close(self) -> None:
-    self._manager.close()
+    if self._manager is not None:
+      self._manager.close()

@@ -11,6 +11,7 @@ of `python -m minrnn.train` reads the same files through `ml_collections.config_
 from __future__ import annotations
 
 import ast
+import difflib
 import importlib.util
 import pathlib
 from typing import Sequence
@@ -154,11 +155,23 @@ def load_config(path: str | pathlib.Path, variant: str | None = None,
   return config
 
 
+def _keys(node: config_dict.ConfigDict, prefix: str = "") -> list[str]:
+  keys = []
+  for name, value in node.items():
+    keys.append(prefix + name)
+    if isinstance(value, config_dict.ConfigDict):
+      keys += _keys(value, f"{prefix}{name}.")
+  return keys
+
+
 def apply_overrides(config: config_dict.ConfigDict, overrides: Sequence[str],
                     source: str = "the config") -> None:
-  """Sets `key.sub=value` strings on a ConfigDict; an unknown key is an error.
+  """Sets `key.sub=value` strings on a ConfigDict.
 
-  Values are Python literals (`3`, `1e-3`, `None`, `'parity'`) or else plain strings.
+  Values are Python literals (`3`, `1e-3`, `None`, `'parity'`, `(8, 16)`) or else plain
+  strings. An unknown key is a ValueError that suggests the closest ones; keys may be added
+  only under a `cell_kwargs` section (the temporal layer's own options, checked when it is
+  built); a value of the wrong type is a ValueError naming the expected type.
   """
   for override in overrides:
     key, sep, text = override.partition("=")
@@ -171,7 +184,16 @@ def apply_overrides(config: config_dict.ConfigDict, overrides: Sequence[str],
     *parents, leaf = key.split(".")
     node = config
     for name in parents:
-      node = getattr(node, name)
-    if leaf not in node:
-      raise ValueError(f"Override {override!r}: {key} is not a setting of {source}.")
-    setattr(node, leaf, value)
+      if name not in node or not isinstance(node[name], config_dict.ConfigDict):
+        node = None
+        break
+      node = node[name]
+    if node is None or (leaf not in node and parents[-1:] != ["cell_kwargs"]):
+      close = difflib.get_close_matches(key, _keys(config), n=3)
+      hint = f" Did you mean {' or '.join(close)}?" if close else ""
+      raise ValueError(f"Unknown setting {key!r} (not in {source}).{hint}")
+    try:
+      setattr(node, leaf, value)
+    except TypeError as e:
+      raise ValueError(f"Bad value for {key}: {text!r} ({' '.join(str(e).split())[:160]}).") \
+          from None

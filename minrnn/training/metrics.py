@@ -2,8 +2,8 @@
 
 Every record is one line of `metrics.jsonl` in the workdir: `{"step": int, "split": "train" |
 "eval", <name>: float, ...}`. TensorBoard events go to `tensorboard/` under the tags
-`<split>/<name>`; they need `tensorboardX` (or PyTorch's `torch.utils.tensorboard`). Without
-either, only the JSONL file is written and a warning says so. On a resume, both drop what the
+`<split>/<name>`, flushed at every write; they need `tensorboardX` (or PyTorch's
+`torch.utils.tensorboard`). Without either, only the JSONL file is written and a warning says so. On a resume, both drop what the
 interrupted run logged after its last checkpoint: the JSONL records are removed, and TensorBoard
 is told to purge the events past the resume step (it hides them when it reads the run).
 """
@@ -75,6 +75,8 @@ class MetricsWriter:
     if self._tb is not None:
       for name, value in metrics.items():
         self._tb.add_scalar(f"{split}/{name}", float(value), int(step))
+      # On disk at every log: a killed run loses at most the interval in flight.
+      self._tb.flush()
 
   def close(self) -> None:
     self._file.close()

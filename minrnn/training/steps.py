@@ -79,29 +79,37 @@ def create_state(config: Any, task: Task, *, mesh: jax.sharding.Mesh | None = No
   return TrainState(graphdef, rest, params, opt_state, tx, schedule, shardings)
 
 
-def _jit(step, shardings: distributed.TrainShardings | None, layout, *, batch_arg: int,
-         donate_argnums: tuple[int, ...] = ()):
-  """`jax.jit(step)`, over `shardings.mesh` when given, with the `(in_shardings,
-  out_shardings)` that `layout(shardings)` returns (None for an argument: its own sharding).
+class _Step:
+  """A jitted step that takes its batch (argument `batch_arg`) as host arrays, the whole global
+  batch in every process, and hands each device its slice."""
 
-  The returned function takes the batch (argument `batch_arg`) as host arrays, the whole global
-  batch in every process, and hands each device its slice.
-  """
-  if shardings is None:
-    jitted = jax.jit(step, donate_argnums=donate_argnums)
-    place = lambda batch: {k: jnp.asarray(v) for k, v in batch.items()}
-  else:
-    in_shardings, out_shardings = layout(shardings)
-    jitted = jax.jit(step, in_shardings=in_shardings, out_shardings=out_shardings,
-                     donate_argnums=donate_argnums)
-    place = shardings.put_batch
+  def __init__(self, jitted, place, batch_arg: int):
+    self.jitted, self.place, self.batch_arg = jitted, place, batch_arg
 
-  def run(*args):
+  def __call__(self, *args):
     args = list(args)
-    args[batch_arg] = place(args[batch_arg])
-    return jitted(*args)
+    args[self.batch_arg] = self.place(args[self.batch_arg])
+    return self.jitted(*args)
 
-  return run
+  def shapes(self, *args):
+    """The outputs' shapes and dtypes, from a trace alone (nothing runs on a device)."""
+    args = list(args)
+    args[self.batch_arg] = {k: jax.ShapeDtypeStruct(v.shape, v.dtype)
+                            for k, v in args[self.batch_arg].items()}
+    return jax.eval_shape(self.jitted, *args)
+
+
+def _jit(step, shardings: distributed.TrainShardings | None, layout, *, batch_arg: int,
+         donate_argnums: tuple[int, ...] = ()) -> _Step:
+  """`jax.jit(step)`, over `shardings.mesh` when given, with the `(in_shardings,
+  out_shardings)` that `layout(shardings)` returns (None for an argument: its own sharding)."""
+  if shardings is None:
+    return _Step(jax.jit(step, donate_argnums=donate_argnums),
+                 lambda batch: {k: jnp.asarray(v) for k, v in batch.items()}, batch_arg)
+  in_shardings, out_shardings = layout(shardings)
+  jitted = jax.jit(step, in_shardings=in_shardings, out_shardings=out_shardings,
+                   donate_argnums=donate_argnums)
+  return _Step(jitted, shardings.put_batch, batch_arg)
 
 
 def make_train_step(state: TrainState, task: Task):

@@ -1,0 +1,110 @@
+"""A run's directory: what it holds, and the rule for running again in it.
+
+    config.json            the resolved config of the latest command that trained here
+    config_history.jsonl   every accepted change of the config, one JSON line each
+    vocab.json             the task's vocabulary (text tasks), so sampling needs only the run
+    metrics.jsonl, tensorboard/, checkpoints/, best/, final_eval.json, loss_curve.png
+
+Running again in a workdir with checkpoints resumes it. The config may then change only in
+settings that are safe to extend a run with (`SAFE_CHANGES`: the step budget, logging,
+evaluation and checkpoint frequency, where the data lives, the device mesh); any other change is refused with the
+list of changed keys, unless the caller accepts it explicitly. An accepted change is appended to
+`config_history.jsonl`, so no earlier setting is lost.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import pathlib
+from typing import Any, Mapping
+
+CONFIG_FILE = "config.json"
+CONFIG_HISTORY_FILE = "config_history.jsonl"
+VOCAB_FILE = "vocab.json"
+FINAL_EVAL_FILE = "final_eval.json"
+LOSS_CURVE_FILE = "loss_curve.png"
+CHECKPOINT_DIR = "checkpoints"
+BEST_DIR = "best"
+
+# Keys whose change leaves the run it extends the same run (the device mesh too: losses equal
+# one device's, and checkpoints restore on any device count).
+SAFE_CHANGES = frozenset({
+    "train.num_steps", "train.stop_at_step", "train.log_every", "train.eval_every",
+    "train.checkpoint_every", "train.keep_checkpoints", "train.progress_bar",
+    "train.tensorboard", "data.dir", "data.cache_dir", "data.download", "mesh.data",
+    "mesh.sequence", "mesh.model",
+})
+
+
+class ConfigChangedError(ValueError):
+  """A resumed run's config differs from the one it was trained with in unsafe keys."""
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+  """`{"a.b": value}` of a nested mapping (lists and tuples compared as lists)."""
+  flat = {}
+  for key, value in config.items():
+    if isinstance(value, Mapping):
+      flat.update(flatten(value, f"{prefix}{key}."))
+    else:
+      flat[f"{prefix}{key}"] = list(value) if isinstance(value, (tuple, list)) else value
+  return flat
+
+
+def config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, tuple]:
+  """`{key: (old value, new value)}` of every key that differs (missing: None)."""
+  old, new = flatten(old), flatten(new)
+  return {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new))
+          if old.get(k) != new.get(k)}
+
+
+def describe_changes(changes: Mapping[str, tuple], limit: int = 8) -> str:
+  lines = [f"  {key}: {old!r} -> {new!r}" for key, (old, new) in list(changes.items())[:limit]]
+  if len(changes) > limit:
+    lines.append(f"  ... and {len(changes) - limit} more")
+  return "\n".join(lines)
+
+
+class Workdir:
+  """The files of one run (see the module docstring)."""
+
+  def __init__(self, path: str | pathlib.Path):
+    self.path = pathlib.Path(path)
+
+  def __truediv__(self, name: str) -> pathlib.Path:
+    return self.path / name
+
+  def saved_config(self) -> dict[str, Any] | None:
+    """The config the run was last trained with, or None."""
+    path = self / CONFIG_FILE
+    return json.loads(path.read_text()) if path.exists() else None
+
+  def check_config(self, config: Mapping[str, Any], resuming: bool,
+                   accept_changes: bool = False) -> dict[str, tuple]:
+    """The changes from the saved config; raises `ConfigChangedError` when resuming with an
+    unsafe change that was not accepted. Writes nothing."""
+    saved = self.saved_config()
+    if saved is None:
+      return {}
+    changes = config_changes(saved, config)
+    unsafe = {k: v for k, v in changes.items() if k not in SAFE_CHANGES}
+    if resuming and unsafe and not accept_changes:
+      raise ConfigChangedError(
+          f"{self.path} holds a run trained with a different config; resuming it would mix "
+          f"two runs. Changed settings:\n{describe_changes(unsafe)}\n"
+          "Use a new --workdir, run with the old settings, or pass --accept_config_changes "
+          "to continue this run with the new ones (the change is recorded in "
+          f"{CONFIG_HISTORY_FILE}).")
+    return changes
+
+  def record_config(self, config: Mapping[str, Any], changes: Mapping[str, tuple],
+                    step: int) -> None:
+    """Writes `config.json`; appends the changes, if any, to the history."""
+    self.path.mkdir(parents=True, exist_ok=True)
+    if changes:
+      entry = {"time": datetime.datetime.now().isoformat(timespec="seconds"), "step": step,
+               "changes": {k: list(v) for k, v in changes.items()}}
+      with open(self / CONFIG_HISTORY_FILE, "a") as f:
+        f.write(json.dumps(entry, default=str) + "\n")
+    (self / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True, default=str))
