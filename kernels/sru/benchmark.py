@@ -1,7 +1,7 @@
 """SRU's benchmark cases, as data for the one runner (`scripts/benchmark.py --suites sru`).
 
-Two ops, batch-major `(batch, time, features)`, forward and forward+backward (the gradient of
-`sum(h)` with respect to the input and every parameter):
+Two ops, batch-major `(batch, time, features)`, forward and forward+backward (the gradients of
+the input and of every parameter, pulled back from a cotangent of `h`):
 
 - `"sru recurrence"`: the elementwise recurrence alone on a precomputed projection
   (`recurrence_inputs`), the Pallas kernel once per configuration of `SWEEP` (the tuning grid).
