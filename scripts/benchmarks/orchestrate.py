@@ -55,8 +55,8 @@ def floor_note(records) -> str:
         scan_data.FLOOR_ARRAYS))
   for op in (sru_data.RECURRENCE, sru_data.LAYER):
     if op in ops:
-      parts.append(f"{op} {sru_data.FLOOR_ARRAYS[(op, 'fwd')]} / "
-                   f"{sru_data.FLOOR_ARRAYS[(op, 'fwd+bwd')]}")
+      parts.append(f"{op} {sru_data.FLOOR_ARRAYS[(op, 'fwd')]} forward, "
+                   f"{sru_data.FLOOR_ARRAYS[(op, 'fwd+bwd')]} forward+backward")
   if ops - {"scan", sru_data.RECURRENCE, sru_data.LAYER, "-"}:
     parts.append("other layers: input and output forward ({fwd} arrays), plus gradient in, "
                  "input, output and input gradient backward ({fwd+bwd} in all)".format_map(
