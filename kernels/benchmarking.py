@@ -1,7 +1,8 @@
 """Benchmark harness for GPU kernels written in JAX or PyTorch.
 
-Small on purpose: each benchmark script builds its cases, times them with the functions here and
-hands the records to `write_results`. Used by `scripts/benchmark.py`.
+Small on purpose: the runner (`scripts/benchmark.py`) builds the cases from each op's
+`benchmark.py` beside its kernels, times them with the functions here and hands the records to
+`write_results`.
 
 Timing (`time_jax`, `time_torch`):
   - warm-up calls first (compilation, autotuning, handle creation stay out of the numbers);
@@ -223,8 +224,17 @@ def _format(record: Record) -> str:
   return f"{record.ms:.3f}" + (f" ({pct:.0f}%)" if pct is not None else "")
 
 
-def markdown_table(records: Sequence[Record], meta: dict[str, Any]) -> str:
-  """One table per (op, mode, dtype, shape): a row per implementation, a column per length."""
+FLOOR_NOTE = (
+    "Median ms per call; in brackets the memory floor as a share of the time (100% = at the "
+    "floor). Scan floor: 3 arrays forward, 8 forward+backward; layer floor: input and "
+    "output forward (2 arrays), plus gradient in, input, output and input gradient backward "
+    "(6 in all).")
+
+
+def markdown_table(records: Sequence[Record], meta: dict[str, Any],
+                   floor_note: str = FLOOR_NOTE) -> str:
+  """One table per (op, mode, dtype, shape): a row per implementation, a column per length.
+  `floor_note` says how the floors were counted."""
   lines = ["# Benchmark results", ""]
   for run in meta.get("runs", [meta]):
     versions = ", ".join(f"{k} {v}" for k, v in run.get("versions", {}).items() if v)
@@ -236,14 +246,7 @@ def markdown_table(records: Sequence[Record], meta: dict[str, Any]) -> str:
   if "bandwidth_tbs" in meta:
     lines.append(f"- memory floors at {meta['bandwidth_tbs']:.2f} TB/s, the highest copy "
                  "bandwidth measured")
-  lines += [
-      "",
-      "Median ms per call; in brackets the memory floor as a share of the time (100% = at the "
-      "floor). Scan floor: 3 arrays forward, 8 forward+backward; layer floor: input and "
-      "output forward (2 arrays), plus gradient in, input, output and input gradient backward "
-      "(6 in all).",
-      "",
-  ]
+  lines += ["", floor_note, ""]
   groups: dict[tuple, list[Record]] = {}
   for r in records:
     groups.setdefault((r.suite, r.op, r.mode, r.dtype, r.batch, r.features), []).append(r)
@@ -311,14 +314,15 @@ def plot(records: Sequence[Record], meta: dict[str, Any], path: str | pathlib.Pa
 
 
 def write_results(records: Sequence[Record], meta: dict[str, Any], prefix: str | pathlib.Path,
-                  panels: Sequence[tuple[str, str, str, int, int]] = ()) -> list[pathlib.Path]:
+                  panels: Sequence[tuple[str, str, str, int, int]] = (),
+                  floor_note: str = FLOOR_NOTE) -> list[pathlib.Path]:
   """Writes `prefix.json` (records and meta), `prefix.md` and, if `panels`, `prefix.png`."""
   prefix = pathlib.Path(prefix)
   prefix.parent.mkdir(parents=True, exist_ok=True)
   written = [prefix.with_suffix(".json"), prefix.with_suffix(".md")]
   written[0].write_text(json.dumps(
       {"meta": meta, "records": [r.to_json() for r in records]}, indent=1))
-  written[1].write_text(markdown_table(records, meta))
+  written[1].write_text(markdown_table(records, meta, floor_note))
   # Panels without a single measured case are left out rather than drawn empty.
   panels = [p for p in panels if any(
       (r.op, r.mode, r.dtype, r.batch, r.features) == tuple(p) and r.status == "ok"
