@@ -43,11 +43,22 @@ def load_config(workdir: str | pathlib.Path) -> Any:
   return json.loads(config_path.read_text(), object_hook=_Section)
 
 
-def load_run(workdir: str | pathlib.Path,
-             checkpoint: str = "best") -> tuple[LanguageModel, Task, int]:
-  """`(model, task, step)` of the run in `workdir`, from its `best` or `latest` checkpoint."""
-  workdir = pathlib.Path(workdir)
+def load_run(workdir: str | pathlib.Path, checkpoint: str = "best",
+             context: int | None = None) -> tuple[LanguageModel, Task, int]:
+  """`(model, task, step)` of the run in `workdir`, from its `best` or `latest` checkpoint.
+
+  With `context`, a model whose key-value cache holds fewer positions is built with a cache of
+  `context` positions (`model.cell_kwargs.cache_size`); the cache holds no parameters, so the
+  checkpoint restores either way.
+  """
   config = load_config(workdir)
+  task = make_task(config.data, config.seed)
+  model, step = _restore(pathlib.Path(workdir), config, task, checkpoint, context)
+  return model, task, step
+
+
+def _restore(workdir: pathlib.Path, config: Any, task: Task, checkpoint: str,
+             context: int | None) -> tuple[LanguageModel, int]:
   if checkpoint not in ("best", "latest"):
     raise ValueError(f"checkpoint must be 'best' or 'latest', got {checkpoint!r}.")
   directory = workdir / (loop.BEST_DIR if checkpoint == "best"
@@ -56,8 +67,11 @@ def load_run(workdir: str | pathlib.Path,
     raise FileNotFoundError(
         f"No checkpoint in {directory}. The run saves one at its first evaluation "
         "(best) or checkpoint (latest); try the other with --checkpoint.")
-  task = make_task(config.data, config.seed)
   state = create_state(config, task)
+  capacity = state.model().context_capacity
+  if context is not None and capacity is not None and capacity < context:
+    config.model.cell_kwargs["cache_size"] = context
+    state = create_state(config, task)
   checkpoints = Checkpoints(directory, keep=max(config.train.keep_checkpoints, 1))
   try:
     step = checkpoints.latest_step()
@@ -67,18 +81,23 @@ def load_run(workdir: str | pathlib.Path,
   finally:
     checkpoints.close()
   state.params = tree["params"]
-  return state.model(), task, step
+  return state.model(), step
 
 
 def sample(workdir: str | pathlib.Path, prompt: str, *, length: int = 500,
            temperature: float = 0.8, top_k: int | None = None, seed: int = 0,
            checkpoint: str = "best") -> str:
-  """The prompt followed by `length` sampled characters."""
-  model, task, _ = load_run(workdir, checkpoint)
+  """The prompt followed by `length` sampled characters (tokens). A model with a key-value
+  cache gets one that holds the prompt and the continuation."""
   if not prompt:
     raise ValueError("The prompt is empty; give at least one character, e.g. --prompt=$'\\n'.")
+  config = load_config(workdir)
+  task = make_task(config.data, config.seed)
+  ids = task.encode(prompt)
+  model, _ = _restore(pathlib.Path(workdir), config, task, checkpoint,
+                      context=len(ids) + length - 1)
   generator = make_generator(model, length=length, temperature=temperature, top_k=top_k)
-  tokens = generator(task.encode(prompt)[None], jax.random.key(seed))
+  tokens = generator(ids[None], jax.random.key(seed))
   return prompt + task.decode(jax.device_get(tokens)[0])
 
 
