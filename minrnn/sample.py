@@ -15,6 +15,7 @@ import pathlib
 from typing import Any
 
 import jax
+import numpy as np
 
 from minrnn.models import LanguageModel, make_generator
 from minrnn.tasks import Task, make_task
@@ -87,8 +88,9 @@ def _restore(workdir: pathlib.Path, config: Any, task: Task, checkpoint: str,
 def sample(workdir: str | pathlib.Path, prompt: str, *, length: int = 500,
            temperature: float = 0.8, top_k: int | None = None, seed: int = 0,
            checkpoint: str = "best") -> str:
-  """The prompt followed by `length` sampled characters (tokens). A model with a key-value
-  cache gets one that holds the prompt and the continuation."""
+  """The prompt followed by `length` sampled characters (tokens), decoded from the prompt's
+  tokens (a word outside a word-level vocabulary reads `<unk>`). A model with a key-value cache
+  gets one that holds the prompt and the continuation."""
   if not prompt:
     raise ValueError("The prompt is empty; give at least one character, e.g. --prompt=$'\\n'.")
   config = load_config(workdir)
@@ -98,7 +100,8 @@ def sample(workdir: str | pathlib.Path, prompt: str, *, length: int = 500,
                       context=len(ids) + length - 1)
   generator = make_generator(model, length=length, temperature=temperature, top_k=top_k)
   tokens = generator(ids[None], jax.random.key(seed))
-  return prompt + task.decode(jax.device_get(tokens)[0])
+  # Prompt and continuation decoded as one text: word-level vocabularies join with spaces.
+  return task.decode(np.concatenate([ids, jax.device_get(tokens)[0]]))
 
 
 def main(argv: Any) -> None:
