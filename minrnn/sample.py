@@ -19,6 +19,7 @@ import sys
 from typing import Any
 
 import jax
+import numpy as np
 from flax import nnx
 
 from minrnn import cli
@@ -59,10 +60,15 @@ def load_vocab(workdir: str | pathlib.Path) -> vocab_lib.TextVocab:
   return vocab_lib.from_json(json.loads(path.read_text()))
 
 
-def load_run(workdir: str | pathlib.Path, checkpoint: str = "best"
-             ) -> tuple[LanguageModel, vocab_lib.TextVocab, int]:
+def load_run(workdir: str | pathlib.Path, checkpoint: str = "best",
+             context: int | None = None) -> tuple[LanguageModel, vocab_lib.TextVocab, int]:
   """`(model, vocabulary, step)` of the run in `workdir`, from its `best` or `latest`
-  checkpoint."""
+  checkpoint.
+
+  With `context`, a model whose key-value cache holds fewer positions is built with a cache of
+  `context` positions (`model.cell_kwargs.cache_size`); the cache holds no parameters, so the
+  checkpoint restores either way.
+  """
   workdir = pathlib.Path(workdir)
   config = load_config(workdir)
   if checkpoint not in ("best", "latest"):
@@ -71,6 +77,10 @@ def load_run(workdir: str | pathlib.Path, checkpoint: str = "best"
                          else workdir_lib.CHECKPOINT_DIR)
   vocab = load_vocab(workdir)
   model = build_language_model(config.model, vocab.size, config.seed)
+  capacity = model.context_capacity
+  if context is not None and capacity is not None and capacity < context:
+    config.model.cell_kwargs["cache_size"] = context
+    model = build_language_model(config.model, vocab.size, config.seed)
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   tx, _ = make_optimizer(config.train)
   checkpoints = Checkpoints(directory, keep=max(config.train.keep_checkpoints, 1))
@@ -89,13 +99,17 @@ def load_run(workdir: str | pathlib.Path, checkpoint: str = "best"
 def sample(workdir: str | pathlib.Path, prompt: str, *, length: int = 500,
            temperature: float = 0.8, top_k: int | None = None, seed: int = 0,
            checkpoint: str = "best") -> str:
-  """The prompt followed by `length` sampled tokens, as text."""
-  model, vocab, _ = load_run(workdir, checkpoint)
+  """The prompt followed by `length` sampled tokens, as text, decoded from the prompt's tokens
+  (a word outside a word-level vocabulary reads `<unk>`). A model with a key-value cache gets
+  one that holds the prompt and the continuation."""
   if not prompt:
     raise ValueError("The prompt is empty; give at least one character, e.g. --prompt=$'\\n'.")
+  ids = load_vocab(workdir).encode(prompt)
+  model, vocab, _ = load_run(workdir, checkpoint, context=len(ids) + length - 1)
   generator = make_generator(model, length=length, temperature=temperature, top_k=top_k)
-  tokens = generator(vocab.encode(prompt)[None], jax.random.key(seed))
-  return prompt + vocab.decode(jax.device_get(tokens)[0])
+  tokens = generator(ids[None], jax.random.key(seed))
+  # Prompt and continuation decoded as one text: word-level vocabularies join with spaces.
+  return vocab.decode(np.concatenate([ids, jax.device_get(tokens)[0]]))
 
 
 def main(argv: list[str]) -> int:

@@ -115,9 +115,25 @@ class CausalSelfAttention(nnx.Module):
     return y, self._update_cache(state, k, v, valid)
 
   def step(self, state: KVCache, x: jax.Array) -> tuple[KVCache, jax.Array]:
-    """x `(batch, features)` -> `(cache, y)`: attends to the cache and the token itself."""
-    y, state = self(x[:, None], state)
-    return state, y[:, 0]
+    """x `(batch, features)` -> `(cache, y)`: writes the token's key and value into its slot,
+    then attends over the cache. One read of the cache per token, no copy of it: this is the
+    cost per generated token, so it stays apart from the parallel path's concatenation."""
+    if x.ndim != 2 or x.shape[-1] != self.features:
+      raise ValueError(f"Step input must have shape (batch, {self.features}), got "
+                       f"{tuple(x.shape)}. For a whole sequence call the layer on "
+                       "(batch, time, features).")
+    batch = x.shape[0]
+    q, k, v = self._project(x[:, None], state.length[:, None])
+    rows, slot = jnp.arange(batch), jnp.mod(state.length, self.cache_size)
+    keys = state.keys.at[rows, slot].set(k[:, 0].astype(jnp.float32))
+    values = state.values.at[rows, slot].set(v[:, 0].astype(jnp.float32))
+    length = state.length + 1
+    # The cache now holds this token and the cache_size - 1 before it (those that exist): the
+    # window the parallel mode lets it see.
+    filled = self._slot_positions(length) >= 0
+    y = jax.nn.dot_product_attention(q, keys.astype(q.dtype), values.astype(v.dtype),
+                                     mask=filled[:, None, None, :])
+    return KVCache(keys, values, length), self.out(y.reshape(batch, self.features))
 
   def _slot_positions(self, length: jax.Array) -> jax.Array:
     """int32 `(batch, capacity)`: the position each cache slot holds (negative: empty)."""

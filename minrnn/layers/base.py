@@ -9,7 +9,9 @@ two execution modes with one typed state:
 
 The state is a pytree of arrays of constant size (a recurrent carry, a conv window, a
 key-value cache of fixed capacity, an attention memory), typed as a NamedTuple or an array,
-never a dict. `__call__` with `state=None` starts from `initialize_state`. With `seq_lengths`
+never a dict. A layer whose state holds a bounded number of positions (attention's key-value
+cache) says how many as an int attribute `cache_size`; generation checks that the text fits.
+`__call__` with `state=None` starts from `initialize_state`. With `seq_lengths`
 (int `(batch,)`) row b is valid for `t < seq_lengths[b]`: the state returned for a padded row is
 the state after its last valid token, and padded outputs are zero. `rngs` (stream `dropout`)
 turns on the layer's own dropout, if it has any; without it the layer is deterministic. A layer

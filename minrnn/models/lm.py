@@ -86,6 +86,15 @@ class LanguageModel(nnx.Module):
     """The decoding state before the first token."""
     return tuple(block.initialize_state(batch_size) for block in self.blocks)
 
+  @property
+  def context_capacity(self) -> int | None:
+    """The most positions the decoding state holds: the smallest `cache_size` of the blocks'
+    temporal layers (attention's key-value cache); None when no layer has one (recurrent
+    states hold any length). A text longer than this is seen through a sliding window."""
+    sizes = [block.temporal.cache_size for block in self.blocks
+             if getattr(block.temporal, "cache_size", None) is not None]
+    return min(sizes) if sizes else None
+
   def _embed(self, tokens: jax.Array) -> jax.Array:
     return self.adaptive.embed(tokens) if self.adaptive is not None else self.embed(tokens)
 
@@ -121,6 +130,14 @@ class LanguageModel(nnx.Module):
     """
     x, new_state = self._hidden(tokens, state, rngs)
     return self._logits(x), new_state
+
+  def prefill(self, tokens: jax.Array, state: ModelState | None = None
+              ) -> tuple[ModelState, jax.Array]:
+    """Parallel mode for generation (no dropout): tokens int `(batch, time)` -> `(state,
+    scores)`, the state after the last token and its scores float32 `(batch, vocab_size)`.
+    Only the last position is scored, so a long prompt never builds `(batch, time, vocab)`."""
+    x, new_state = self._hidden(tokens, state, None)
+    return new_state, self._logits(x[:, -1])
 
   def target_log_probs(self, tokens: jax.Array, targets: jax.Array,
                        state: ModelState | None = None, *, rngs: nnx.Rngs | None = None
