@@ -19,6 +19,7 @@ Where each setting comes from:
            half of each), one attention head for the transformer; DT evaluates by re-reading the
            last K steps at every environment step (rollout mode "window");
   [paper]  the minRNN paper: scores are D4RL-normalised and averaged over 5 training seeds;
+  [TFDS]   TensorFlow Datasets' names of the same datasets (`data.source = "tfds"`);
   [D4RL]   the datasets' file names and the environments' 1000-step episodes;
   [ours]   choices of this codebase (the residual block's gated MLP and RMSNorm; a held-out 2%
            of trajectories gives an evaluation loss; the recurrent models roll out in step mode
@@ -51,6 +52,12 @@ def get_config(variant: str = "") -> config_dict.ConfigDict:
   config.data.dataset = dataset
   config.data.dir = config_dict.placeholder(str)  # None: $MINRNN_DATA_DIR, then the user cache.
   config.data.file = f"d4rl/{env}_{dataset.replace('-', '_')}-v2.hdf5"  # [D4RL]
+  # [ours] "files": the hdf5 file by the data-directory rule; "tfds": TFDS's prepared RLDS
+  # episodes of the same dataset (ArrayRecord; `pip install -e ".[tfds]"`).
+  config.data.source = "files"
+  config.data.tfds_name = f"d4rl_mujoco_{env}/v2-{dataset}"  # [TFDS]
+  # None: $TFDS_DATA_DIR, else ~/tensorflow_datasets (TFDS's default).
+  config.data.tfds_dir = config_dict.placeholder(str)
   config.data.batch_size = 64  # [DT]
   config.data.context = 20  # [DT] K
   config.data.return_scale = 1000.0  # [DT]

@@ -14,6 +14,7 @@ Where each setting comes from:
   [nanoGPT] Karpathy's nanoGPT `config/train_shakespeare_char.py`, the recipe and data split the
            paper's experiment builds on: learning rate, schedule, dropout, Adam betas, steps,
            and the Transformer's 6 layers and 6 heads;
+  [TFDS]   TensorFlow Datasets' names of the same data (`data.source = "tfds"`);
   [Mamba]  the Mamba block's short causal conv (kernel 4) before the recurrence; Mamba's state
            size 16, expansion 2 and own conv of 4 taps;
   [ours]   choices of this codebase.
@@ -38,6 +39,14 @@ def get_config(variant: str = "") -> config_dict.ConfigDict:
   config.data.name = "shakespeare"
   config.data.dir = config_dict.placeholder(str)  # None: $MINRNN_DATA_DIR, then the user cache.
   config.data.download = True
+  # [ours] "files": input.txt by the data-directory rule; "tfds": TFDS's prepared
+  # `tiny_shakespeare` (ArrayRecord; `pip install -e ".[tfds]"`), same text.
+  config.data.source = "files"
+  # [paper] nanoGPT's first 90% / last 10%; "tfds": TFDS's train / validation (source "tfds").
+  config.data.split = "nanogpt"
+  config.data.tfds_name = "tiny_shakespeare"  # [TFDS]
+  # None: $TFDS_DATA_DIR, else ~/tensorflow_datasets (TFDS's default).
+  config.data.tfds_dir = config_dict.placeholder(str)
   config.data.batch_size = 64  # [paper], [nanoGPT]
   config.data.seq_len = 256  # [paper], [nanoGPT] block_size
   config.data.eval_batches = config_dict.placeholder(int)  # None: the whole validation split.

@@ -35,9 +35,9 @@ def _fixture(path, n=N, terminals=TERMINALS, timeouts=TIMEOUTS, seed=0):
 
 def _task(tmp_path, **kwargs):
   _fixture(tmp_path / "d4rl" / "hopper_medium-v2.hdf5")
-  args = dict(env="hopper", file="d4rl/hopper_medium-v2.hdf5", batch_size=4, context=3,
-              return_scale=10.0, max_timestep=5, eval_fraction=0.0, eval_batches=1, seed=0,
-              data_dir=str(tmp_path))
+  data, source = d4rl.read_dataset(file="d4rl/hopper_medium-v2.hdf5", data_dir=str(tmp_path))
+  args = dict(env="hopper", data=data, source=source, batch_size=4, context=3,
+              return_scale=10.0, max_timestep=5, eval_fraction=0.0, eval_batches=1, seed=0)
   return d4rl.D4RLWindows(**{**args, **kwargs})
 
 
@@ -63,7 +63,7 @@ def test_a_flag_on_the_last_row_leaves_no_empty_trajectory(tmp_path):
 
 def test_windows_are_normalised_padded_and_fixed_by_seed_and_step(tmp_path):
   task = _task(tmp_path)
-  data = d4rl.read_d4rl(task.path)
+  data = d4rl.read_d4rl(task.source)
   np.testing.assert_allclose(task.state_mean, data["observations"].mean(0), rtol=1e-6)
   batch = task.train_batch(7)
   assert {k: v.shape for k, v in batch.items()} == {

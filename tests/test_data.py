@@ -53,7 +53,9 @@ def test_shakespeare_split_matches_nanogpt():
 
 
 def test_shakespeare_batches_are_a_function_of_seed_and_step():
-  task = ShakespeareChar(batch_size=4, seq_len=16, seed=3, download=False, max_eval_batches=2)
+  vocab, train, valid = shakespeare.read_splits(download=False)
+  task = ShakespeareChar(vocab=vocab, train_ids=train, val_ids=valid, batch_size=4, seq_len=16,
+                         seed=3, max_eval_batches=2)
   a, b = task.train_batch(7), task.train_batch(7)
   for key in ("inputs", "targets", "weights"):
     np.testing.assert_array_equal(a[key], b[key])
@@ -67,7 +69,9 @@ def test_shakespeare_batches_are_a_function_of_seed_and_step():
 
 
 def test_shakespeare_last_eval_batch_is_padded_with_zero_weights():
-  task = ShakespeareChar(batch_size=64, seq_len=256, seed=0, download=False)
+  vocab, train, valid = shakespeare.read_splits(download=False)
+  task = ShakespeareChar(vocab=vocab, train_ids=train, val_ids=valid, batch_size=64,
+                         seq_len=256, seed=0)
   batches = list(task.eval_batches())
   windows = (len(task.val_ids) - 1) // 256
   assert sum(b["weights"][:, 0].sum() for b in batches) == windows

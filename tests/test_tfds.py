@@ -21,7 +21,10 @@ tfds = pytest.importorskip("tensorflow_datasets")
 pytest.importorskip("array_record")
 h5py = pytest.importorskip("h5py")
 
+from minrnn import train as train_lib  # noqa: E402
 from minrnn.data import d4rl, from_tfds, shakespeare  # noqa: E402
+from minrnn.tasks import make_task  # noqa: E402
+from minrnn.training.metrics import read_metrics  # noqa: E402
 
 _NO_GCS = tfds.download.DownloadConfig(try_download_gcs=False)
 # What TFDS's tiny_shakespeare and D4RL builders use from TensorFlow while preparing.
@@ -232,6 +235,69 @@ def test_d4rl_name_and_newest_version(tmp_path):
   (tmp_path / "d4rl_mujoco_hopper" / "v2-medium" / "incomplete.x_2.0.0").mkdir()
   assert from_tfds.find_prepared("d4rl_mujoco_hopper/v2-medium", tmp_path).name == "1.10.0"
   assert from_tfds.find_prepared("d4rl_mujoco_hopper/v2-medium:1.0.0", tmp_path).name == "1.0.0"
+
+
+# ------------------------------------------------------------------- training from the config
+
+def _train(config, workdir):
+  """`(training losses, final_eval.json)` of a short run of `config` in `workdir`."""
+  result = train_lib.train(config, workdir)
+  losses = [r["loss"] for r in read_metrics(workdir / "metrics.jsonl") if r["split"] == "train"]
+  return losses, result
+
+
+def test_shakespeare_trains_from_tfds_on_the_files_data(tmp_path, no_tensorflow, tiny_run):
+  try:  # The files source checks input.txt's checksum: this needs the real file.
+    text = shakespeare.load_text(download=False)
+  except FileNotFoundError:
+    pytest.skip("Tiny Shakespeare's input.txt is not in the data directory.")
+  (tmp_path / "input.txt").write_text(text, encoding="ascii")
+  _prepare(TinyShakespeare(data_dir=str(tmp_path / "tfds"), file_format="array_record"),
+           input_path=tmp_path / "input.txt")
+  config = tiny_run("shakespeare", num_steps=3)
+  config.data.eval_batches = 1
+  files_losses, files_result = _train(config, tmp_path / "files")
+  config.data.update(source="tfds", tfds_dir=str(tmp_path / "tfds"), dir=None)
+  tfds_losses, tfds_result = _train(config, tmp_path / "tfds_run")
+  # The same text and the paper's split: the same batches, so the same losses.
+  assert len(tfds_losses) == 3 and tfds_losses == files_losses
+  assert tfds_result["eval"] == files_result["eval"]
+  assert files_result["data"] == {"source": "files", "split": "nanogpt"}
+  assert tfds_result["data"] == {"source": "tfds", "split": "nanogpt"}
+  assert json.loads((tmp_path / "tfds_run" / "final_eval.json").read_text())["data"] == \
+      tfds_result["data"]
+
+  # TFDS's own split evaluates on its validation part: the first half of nanoGPT's.
+  config.data.split = "tfds"
+  task = make_task(config.data, config.seed)
+  n = len(text)
+  validation = text[int(0.9 * n):int(0.9 * n) + int(0.5 * (n - int(0.9 * n)))]
+  assert task.decode(task.source.val_ids) == validation
+  assert task.decode(task.source.train_ids) == text[:int(0.9 * n)]
+  config.data.source = "files"
+  with pytest.raises(ValueError, match="needs data.source='tfds'"):
+    make_task(config.data, config.seed)
+  assert "tensorflow" not in sys.modules
+
+
+def test_d4rl_trains_from_tfds_on_the_files_data(tmp_path, no_tensorflow, tiny_run):
+  path, name = _prepare_d4rl(tmp_path, _d4rl_data(_N, _TERMINALS, _TIMEOUTS), "v2-medium")
+  config = tiny_run("d4rl", num_steps=3)
+  config.data.update(dir=str(tmp_path), file=path.name)
+  files_losses, files_result = _train(config, tmp_path / "files")
+  assert config.data.tfds_name == name  # The config names the TFDS dataset of its variant.
+  config.data.update(source="tfds", tfds_dir=str(tmp_path / "tfds"), dir=None)
+  tfds_losses, tfds_result = _train(config, tmp_path / "tfds_run")
+  assert len(tfds_losses) == 3 and tfds_losses == files_losses
+  assert tfds_result["eval"] == files_result["eval"]
+  assert tfds_result["data"]["source"] == f"tfds:{name}"
+  assert files_result["data"]["source"] == str(path)
+  assert "tensorflow" not in sys.modules
+
+
+def test_an_unknown_data_source_is_named():
+  with pytest.raises(ValueError, match=r"Unknown data source 'hdf5' \(data.source\)"):
+    shakespeare.read_splits(source="hdf5")
 
 
 # --------------------------------------------------------------------------------------- errors

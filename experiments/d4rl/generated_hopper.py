@@ -23,7 +23,7 @@ import numpy as np
 import generate_hopper  # A sibling script: run this file as `python experiments/d4rl/...`.
 from table import CELLS, d4rl_config, markdown_table, run_entry, summarize
 
-from minrnn.data.d4rl import D4RLWindows, write_d4rl
+from minrnn.data.d4rl import D4RLWindows, read_dataset, write_d4rl
 from minrnn.data.paths import data_dir
 from minrnn.tasks.rollouts import normalized_score
 from minrnn.training.config import apply_overrides
@@ -60,7 +60,7 @@ def main():
       result = run_entry(config, args.workdir / f"{cell}/seed{seed}")
       final = result["final_evaluation"]
       # The data directory is this machine's; the file name relative to it says enough.
-      final["data"]["file"] = generate_hopper.DEFAULT_FILE
+      final["data"]["source"] = generate_hopper.DEFAULT_FILE
       runs[f"{cell}/seed{seed}"] = {"eval": result["eval"], "final_evaluation": final}
       scores.setdefault(cell, []).append(final["normalized_score"])
       for target, rollout in final["targets"].items():
@@ -69,10 +69,11 @@ def main():
 
   config = d4rl_config("hopper", "medium", args.cells[0], "cpu")
   apply_overrides(config, args.overrides)
-  task = D4RLWindows(env="hopper", file=generate_hopper.DEFAULT_FILE, batch_size=1, context=1,
-                  return_scale=1.0, max_timestep=1000, eval_fraction=0.0, eval_batches=0,
-                  seed=0)
-  stats = {**task.describe(), "file": generate_hopper.DEFAULT_FILE}
+  data, _ = read_dataset(file=generate_hopper.DEFAULT_FILE)
+  task = D4RLWindows(env="hopper", data=data, source=generate_hopper.DEFAULT_FILE, batch_size=1,
+                     context=1, return_scale=1.0, max_timestep=1000, eval_fraction=0.0,
+                     eval_batches=0, seed=0)
+  stats = {**task.describe(), "source": generate_hopper.DEFAULT_FILE}
   returns = [t.episode_return for t in task.train_trajectories]
   behaviour = {"mean_normalized_score": float(np.mean([normalized_score("hopper", r)
                                                        for r in returns])),

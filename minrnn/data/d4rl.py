@@ -9,7 +9,8 @@ final, unfinished trajectory.
 
 Files are found through the data-directory rule (`minrnn.data.paths`) at
 `<data dir>/d4rl/<env>_<dataset>-v2.hdf5`, D4RL's own file names, e.g.
-`d4rl/hopper_medium_replay-v2.hdf5`.
+`d4rl/hopper_medium_replay-v2.hdf5`; or the same arrays come from TensorFlow Datasets' prepared
+`d4rl_mujoco_<env>/v2-<dataset>` (`read_dataset(source="tfds")`, `minrnn.data.from_tfds`).
 
 A training batch (numpy, `K` = context length, padded steps at the end of a row):
   - `returns_to_go` float32 `(B, K)`: undiscounted return from each step on, divided by
@@ -32,7 +33,8 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from minrnn.data.paths import ENV_VAR, data_dir, user_cache_dir
+from minrnn.data import from_tfds
+from minrnn.data.paths import ENV_VAR, check_source, data_dir, user_cache_dir
 from minrnn.data.batches import Batch, step_rng
 
 D4RL_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts")
@@ -83,6 +85,23 @@ def read_d4rl(path: str | os.PathLike) -> dict[str, np.ndarray]:
       "terminals": data["terminals"].astype(bool).reshape(n),
       "timeouts": data["timeouts"].astype(bool).reshape(n),
   }
+
+
+def read_dataset(*, source: str = "files", file: str | None = None,
+                 data_dir: str | os.PathLike | None = None, tfds_name: str | None = None,
+                 tfds_dir: str | os.PathLike | None = None
+                 ) -> tuple[dict[str, np.ndarray], str]:
+  """`(arrays, where)`: the five D4RL arrays (`read_d4rl`) and where they were read from.
+
+  Args:
+    source: "files" (the hdf5 `file`, relative to the data directory `data_dir`) or "tfds"
+      (TFDS's prepared `tfds_name`, e.g. `d4rl_mujoco_hopper/v2-medium`, under `tfds_dir`).
+  """
+  check_source(source)
+  if source == "tfds":
+    return from_tfds.read_d4rl_tfds(tfds_name, tfds_dir), f"tfds:{tfds_name}"
+  path = find_d4rl_file(file, data_dir)
+  return read_d4rl(path), str(path)
 
 
 def write_d4rl(path: str | os.PathLike, data: dict[str, np.ndarray]) -> None:
@@ -142,19 +161,19 @@ class D4RLWindows:
 
   Args:
     env: "halfcheetah", "hopper" or "walker2d" (picks the Gymnasium environment for rollouts).
-    file: the hdf5 file relative to the data directory.
+    data: the five D4RL arrays (`read_dataset`).
+    source: where `data` was read from, for the run's records.
     batch_size, context: rows per batch and steps per row (`K`).
     return_scale: returns-to-go are divided by it (the Decision Transformer's 1000).
     max_timestep: timesteps are clipped below it (the size of the timestep embedding).
     eval_fraction: share of trajectories held out for the evaluation loss.
     eval_batches: number of held-out batches (windows drawn once, fixed by the seed).
     seed: fixes the split, the windows of every step and the evaluation windows.
-    data_dir: the config's `data.dir` (None: the data-directory rule).
   """
 
-  def __init__(self, *, env: str, file: str, batch_size: int, context: int,
-               return_scale: float, max_timestep: int, eval_fraction: float,
-               eval_batches: int, seed: int, data_dir: str | None = None):
+  def __init__(self, *, env: str, data: dict[str, np.ndarray], source: str, batch_size: int,
+               context: int, return_scale: float, max_timestep: int, eval_fraction: float,
+               eval_batches: int, seed: int):
     if env not in ENVS:
       raise ValueError(f"Unknown D4RL environment {env!r}; choose one of {ENVS}.")
     if context < 1 or batch_size < 1:
@@ -163,8 +182,7 @@ class D4RLWindows:
     self.batch_size, self.context = batch_size, context
     self.return_scale, self.max_timestep = float(return_scale), max_timestep
     self.seed = seed
-    self.path = find_d4rl_file(file, data_dir)
-    data = read_d4rl(self.path)
+    self.source = source
     trajectories = split_trajectories(data)
     self.state_mean = data["observations"].mean(0)
     # The Decision Transformer's epsilon keeps constant observation entries finite.
@@ -174,7 +192,7 @@ class D4RLWindows:
     order = np.random.default_rng([seed, 7]).permutation(len(trajectories))
     num_eval = int(round(eval_fraction * len(trajectories)))
     if num_eval >= len(trajectories):
-      raise ValueError(f"{self.path} has {len(trajectories)} trajectories; eval_fraction="
+      raise ValueError(f"{source} has {len(trajectories)} trajectories; eval_fraction="
                        f"{eval_fraction} leaves none to train on.")
     self.eval_trajectories = [trajectories[i] for i in sorted(order[:num_eval])]
     self.train_trajectories = [trajectories[i] for i in sorted(order[num_eval:])]
@@ -216,7 +234,7 @@ class D4RLWindows:
 
   def describe(self) -> dict[str, Any]:
     returns = [t.episode_return for t in self.train_trajectories + self.eval_trajectories]
-    return {"file": str(self.path), "trajectories": len(returns),
+    return {"source": self.source, "trajectories": len(returns),
             "transitions": int(sum(len(t) for t in self.train_trajectories
                                    + self.eval_trajectories)),
             "return_min": float(np.min(returns)), "return_mean": float(np.mean(returns)),

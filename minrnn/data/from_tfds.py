@@ -25,7 +25,8 @@ episodes cut where D4RL's terminal or timeout flag is set (as `split_trajectorie
 TFDS's conversion adds a step after the last transition of an episode when the episode ended on
 a terminal or the hdf5 file has `next_observations` (D4RL's v2 files have): it holds an
 observation (the file's last `next_observations` row, or zeros), a zero action and reward,
-discount 0, `is_last`, and `is_terminal` when the episode ended on a terminal. Without an added step the last real step carries `is_last`.
+discount 0, `is_last`, and `is_terminal` when the episode ended on a terminal. Without an added
+step the last real step carries `is_last`.
 An added step is the only step with `is_last` and discount 0 (real steps have discount 1, or 0
 on the transition into a terminal, which is not `is_last`). The reader drops added steps and
 puts the flags back on each episode's last transition:

@@ -14,6 +14,9 @@ import tempfile
 import urllib.request
 
 ENV_VAR = "MINRNN_DATA_DIR"
+# Where a dataset is read from: its original files by the rule above, or a dataset prepared by
+# TensorFlow Datasets (`minrnn.data.from_tfds`).
+SOURCES = ("files", "tfds")
 # Machines without internet should fail fast rather than hang on a download.
 DOWNLOAD_TIMEOUT_S = 10.0
 
@@ -31,6 +34,12 @@ def data_dir(configured: str | os.PathLike | None = None) -> pathlib.Path:
   if os.environ.get(ENV_VAR):
     return pathlib.Path(os.environ[ENV_VAR]).expanduser()
   return user_cache_dir()
+
+
+def check_source(source: str) -> None:
+  """A ValueError unless `source` (a config's `data.source`) is one of `SOURCES`."""
+  if source not in SOURCES:
+    raise ValueError(f"Unknown data source {source!r} (data.source); choose one of {SOURCES}.")
 
 
 def sha256_of(path: pathlib.Path) -> str:

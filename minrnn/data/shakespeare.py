@@ -2,7 +2,10 @@
 
 The file is Karpathy's char-rnn `tinyshakespeare/input.txt` (1,115,394 ASCII characters). The
 vocabulary is its 65 distinct characters sorted (`\\n` = 0, space = 1); the first 90% of the
-text is the training split and the last 10% the validation split.
+text is the training split and the last 10% the validation split (`split="nanogpt"`, the
+paper's). The same text can come from TensorFlow Datasets' prepared `tiny_shakespeare`
+(`source="tfds"`, `minrnn.data.from_tfds`), whose own split (`split="tfds"`) trains on the same
+90% and evaluates on its `validation` part, the first half of nanoGPT's validation split.
 """
 
 from __future__ import annotations
@@ -13,13 +16,15 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from minrnn.data.paths import fetch_file
+from minrnn.data import from_tfds
+from minrnn.data.paths import check_source, fetch_file
 from minrnn.data.batches import Batch, step_rng
 
 RELATIVE_PATH = "tinyshakespeare/input.txt"
 URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
 TRAIN_FRACTION = 0.9
+SPLITS = ("nanogpt", "tfds")
 _TRAIN_STREAM = 0
 
 
@@ -67,24 +72,50 @@ def split(text: str) -> tuple[CharVocab, np.ndarray, np.ndarray]:
   return vocab, ids[:n], ids[n:]
 
 
+def read_splits(*, source: str = "files", split_name: str = "nanogpt",
+                data_dir: str | os.PathLike | None = None, download: bool = True,
+                tfds_name: str = from_tfds.TINY_SHAKESPEARE,
+                tfds_dir: str | os.PathLike | None = None
+                ) -> tuple[CharVocab, np.ndarray, np.ndarray]:
+  """`(vocab, train_ids, val_ids)` (int32 ids) of the text from `source`, split by `split_name`.
+
+  Args:
+    source: "files" (`input.txt` by the data-directory rule) or "tfds" (a prepared TFDS
+      dataset `tfds_name` under `tfds_dir`; see `minrnn.data.from_tfds`).
+    split_name: "nanogpt" (first 90% / last 10%, the paper's) or "tfds" (TFDS's train /
+      validation; needs `source="tfds"`).
+  """
+  check_source(source)
+  if split_name not in SPLITS:
+    raise ValueError(f"Unknown Tiny Shakespeare split {split_name!r} (data.split); choose one "
+                     f"of {SPLITS}.")
+  if source == "files":
+    if split_name != "nanogpt":
+      raise ValueError("data.split='tfds' names TFDS's own split: it needs data.source='tfds'.")
+    return split(load_text(data_dir, download))
+  if split_name == "nanogpt":
+    return split(from_tfds.read_tiny_shakespeare_text(tfds_dir, tfds_name))
+  texts = from_tfds.read_tiny_shakespeare_splits(tfds_dir, tfds_name)
+  vocab, _, _ = split("".join(texts.values()))
+  return vocab, vocab.encode(texts["train"]), vocab.encode(texts["validation"])
+
+
 class ShakespeareChar:
   """Next-character prediction on random windows (training) and the whole validation split.
 
   Args:
+    vocab, train_ids, val_ids: the splits, int32 ids (`read_splits`).
     batch_size: rows per batch.
     seq_len: characters per row (the context length).
     seed: with the step number, determines every training batch.
-    data_dir: the config's `data.dir` (None: `$MINRNN_DATA_DIR`, then the user cache).
-    download: download the file if it is missing.
     max_eval_batches: evaluate on at most this many batches (None: the whole split).
   """
 
   name = "shakespeare"
 
-  def __init__(self, *, batch_size: int, seq_len: int, seed: int,
-               data_dir: str | None = None, download: bool = True,
-               max_eval_batches: int | None = None):
-    self.vocab, self.train_ids, self.val_ids = split(load_text(data_dir, download))
+  def __init__(self, *, vocab: CharVocab, train_ids: np.ndarray, val_ids: np.ndarray,
+               batch_size: int, seq_len: int, seed: int, max_eval_batches: int | None = None):
+    self.vocab, self.train_ids, self.val_ids = vocab, train_ids, val_ids
     for name, ids in (("training", self.train_ids), ("validation", self.val_ids)):
       if len(ids) <= seq_len:
         raise ValueError(

@@ -7,8 +7,9 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from minrnn.data import enwik8, shakespeare, wikitext
-from minrnn.data.d4rl import D4RLWindows
+from minrnn.data.d4rl import D4RLWindows, read_dataset
 from minrnn.data.formal_languages import FormalLanguage
+from minrnn.data.from_tfds import TINY_SHAKESPEARE, d4rl_tfds_name
 from minrnn.data.segments import SegmentStream
 from minrnn.data.selective_copy import SelectiveCopy
 from minrnn.data.vocab import ByteVocab, WordTextVocab
@@ -18,13 +19,19 @@ from minrnn.tasks.language import StreamTask, TokenTask
 
 
 def _shakespeare(data: Any, seed: int) -> Task:
+  # The TFDS keys are optional in a data section (configs/shakespeare.py lists them all).
+  source, split = data.get("source", "files"), data.get("split", "nanogpt")
+  vocab, train, valid = shakespeare.read_splits(
+      source=source, split_name=split, data_dir=data.dir, download=data.download,
+      tfds_name=data.get("tfds_name", TINY_SHAKESPEARE), tfds_dir=data.get("tfds_dir"))
+  describe = {"source": source, "split": split}
   if data.get("segments", False):
-    vocab, train, valid = shakespeare.split(shakespeare.load_text(data.dir, data.download))
-    return StreamTask(_stream(data, train, {"valid": valid}, vocab.size), vocab)
+    return StreamTask(_stream(data, train, {"valid": valid}, vocab.size), vocab,
+                      describe=describe)
   source = shakespeare.ShakespeareChar(
-      batch_size=data.batch_size, seq_len=data.seq_len, seed=seed, data_dir=data.dir,
-      download=data.download, max_eval_batches=data.eval_batches)
-  return TokenTask(source, vocab=source.vocab, headline="bits_per_token")
+      vocab=vocab, train_ids=train, val_ids=valid, batch_size=data.batch_size,
+      seq_len=data.seq_len, seed=seed, max_eval_batches=data.eval_batches)
+  return TokenTask(source, vocab=vocab, headline="bits_per_token", describe=describe)
 
 
 def _selective_copy(data: Any, seed: int) -> Task:
@@ -67,11 +74,14 @@ def _wikitext103(data: Any, seed: int) -> Task:
 
 
 def _d4rl(data: Any, seed: int) -> Task:
+  arrays, where = read_dataset(
+      source=data.get("source", "files"), file=data.file, data_dir=data.dir,
+      tfds_name=data.get("tfds_name", d4rl_tfds_name(data.env, data.dataset)),
+      tfds_dir=data.get("tfds_dir"))
   windows = D4RLWindows(
-      env=data.env, file=data.file, batch_size=data.batch_size, context=data.context,
-      return_scale=data.return_scale, max_timestep=data.max_timestep,
-      eval_fraction=data.eval_fraction, eval_batches=data.eval_batches, seed=seed,
-      data_dir=data.dir)
+      env=data.env, data=arrays, source=where, batch_size=data.batch_size,
+      context=data.context, return_scale=data.return_scale, max_timestep=data.max_timestep,
+      eval_fraction=data.eval_fraction, eval_batches=data.eval_batches, seed=seed)
   return DecisionTask(windows, rollouts=data.rollouts)
 
 

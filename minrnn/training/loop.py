@@ -267,6 +267,8 @@ class Run:
     }
     if len(self.task.eval_splits) > 1:
       result["splits"] = {split: run_eval(split) for split in self.task.eval_splits[1:]}
+    if self.task.describe():
+      result["data"] = self.task.describe()  # Which source and split the numbers are of.
     final = self.task.final_evaluation(self.state.model())
     if final is not None:
       result["final_evaluation"] = final

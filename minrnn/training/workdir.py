@@ -32,8 +32,8 @@ BEST_DIR = "best"
 SAFE_CHANGES = frozenset({
     "train.num_steps", "train.stop_at_step", "train.log_every", "train.eval_every",
     "train.checkpoint_every", "train.keep_checkpoints", "train.progress_bar",
-    "train.tensorboard", "data.dir", "data.cache_dir", "data.download", "mesh.data",
-    "mesh.sequence", "mesh.model",
+    "train.tensorboard", "data.dir", "data.cache_dir", "data.download", "data.tfds_dir",
+    "mesh.data", "mesh.sequence", "mesh.model",
 })
 
 
