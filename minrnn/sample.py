@@ -54,6 +54,7 @@ def load_vocab(workdir: str | pathlib.Path) -> vocab_lib.TextVocab:
   """The vocabulary the run saved."""
   path = pathlib.Path(workdir) / workdir_lib.VOCAB_FILE
   if not path.exists():
+    load_config(workdir)  # A directory that is no run at all is told as such first.
     raise FileNotFoundError(
         f"{path} not found: the run in {workdir} has no text vocabulary (a synthetic or "
         "offline-RL task, or a run saved before vocabularies were kept with it).")
