@@ -49,7 +49,11 @@ def srupp_model(size: str) -> config_dict.ConfigDict:
   model.cell_kwargs.dropout = dropout  # [sru]
   model.cell_kwargs.attn_dropout = dropout  # [sru]
   model.cell_kwargs.highway_bias = -2.0  # [sru] bias
-  model.cell_kwargs.layer_norm = True  # [sru] --layer_norm
+  # [sru] --layer_norm at the commit that published the numbers (0fca653, sru/modules.py):
+  # a LayerNorm inside each attention / projection (post-norm of Q + α·A), and every
+  # SRUppCell built with layer_norm=False: no per-layer input LayerNorm.
+  model.cell_kwargs.attn_layer_norm = True
+  model.cell_kwargs.layer_norm = False
   model.conv_kernel_size = 0  # [sru] SRU++ layers only.
   model.mlp_expansion = 0  # [sru]
   model.pre_norm = False  # [sru]

@@ -50,7 +50,7 @@ def _srupp(**overrides):
   model = {"cell": "srupp", "features": 16, "num_layers": 2,
            "cell_kwargs": {"proj_features": 8, "attention_every": 2, "memory_length": 16,
                            "dropout": 0.1, "attn_dropout": 0.1, "highway_bias": -2.0,
-                           "layer_norm": True},
+                           "attn_layer_norm": True, "layer_norm": False},
            "conv_kernel_size": 0, "mlp_expansion": 0, "dropout": 0.0, "pre_norm": False,
            "residual": False, "final_norm": False, "io_dropout": 0.1, "tie_embeddings": False,
            "head_bias": True, "adaptive_cutoffs": None, "div_val": 4, "embed_features": None,
