@@ -68,6 +68,9 @@ def srupp_model(size: str) -> config_dict.ConfigDict:
   model.adaptive_cutoffs = (8, 16, 24) if size == "cpu" else (19997, 39997, 199997)
   model.div_val = 4  # [paper]
   model.embed_features = {"paper": 1024, "gpu": 256, "cpu": 16}[size]  # [sru] n_e
+  # [sru] emb_dropout, inside the adaptive input and softmax (embedding.py: on each cluster's
+  # vectors before their projection, and on h P_iᵀ before each cluster's softmax weights).
+  model.emb_dropout = dropout
   # [ours] Positions the adaptive softmax scores at once; in cpu, 12 does not divide a batch's
   # 32 positions, so the padded last chunk is exercised.
   model.softmax_chunk_size = 12 if size == "cpu" else 1024

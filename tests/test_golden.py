@@ -103,7 +103,7 @@ RUNS = {
     "enwik8_mingru": (ENWIK8, _residual("mingru", tie_embeddings=False), 1234),
     "wikitext103_srupp": (WIKITEXT, _srupp(tie_embeddings=True, head_bias=False,
                                            adaptive_cutoffs=[8, 16, 24], embed_features=16,
-                                           softmax_chunk_size=12), 1234),
+                                           emb_dropout=0.1, softmax_chunk_size=12), 1234),
     "wikitext103_mingru": (WIKITEXT, _residual("mingru", softmax_chunk_size=12), 1234),
     "d4rl_mingru": (_d4rl("step"), {"cell": "mingru", **D4RL_MODEL}, 0),
     "d4rl_transformer": (_d4rl("window"), {"cell": "transformer", **D4RL_MODEL,
