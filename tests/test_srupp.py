@@ -272,3 +272,23 @@ def test_the_published_models_layer_has_only_the_attention_layer_norm():
   assert bare.input_norm is None and bare.transform.norm is None
   with pytest.raises(ValueError, match="same_length needs memory_length"):
     SRUppLayer(D, proj_features=4, same_length=True, rngs=nnx.Rngs(3))
+
+
+def test_same_length_segments_score_like_one_pass_with_a_sliding_window(srupp_lm):
+  # With the same-length mask every position sees the memory_length positions before it,
+  # whether they lie in its segment or in the memory: three segments with the state carried
+  # equal one pass over the whole text. The training mask lets a segment's later positions
+  # see more than memory_length back, so there the two differ.
+  def scores(same_length, segment):
+    model = srupp_lm(2, 9, attention_every=1, memory_length=4, same_length=same_length)
+    for layer in _layers(model):
+      layer.transform.alpha[...] = jnp.ones(())
+    tokens = jax.random.randint(jax.random.key(12), (B, 12), 0, 30)
+    state, out = None, []
+    for start in range(0, 12, segment):
+      s, state = model(tokens[:, start:start + segment], state)
+      out.append(s)
+    return jnp.concatenate(out, 1)
+
+  np.testing.assert_allclose(scores(True, 4), scores(True, 12), rtol=1e-4, atol=1e-5)
+  assert jnp.abs(scores(False, 4) - scores(False, 12)).max() > 1e-3
