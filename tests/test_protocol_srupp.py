@@ -88,8 +88,8 @@ OFFICIAL = {
     },
 }
 # The README's table (0fca653): parameters of the base models; vocabularies as minrnn reads the
-# data (enwik8: 256 byte ids, the official np.unique of the file's bytes gives 205; WikiText-103:
-# 267,735 words with <eos>).
+# data (enwik8: 256 byte ids where the official np.unique keeps the byte values that occur;
+# WikiText-103: 267,735 words with <eos>).
 PARAMETERS = {"enwik8": (108e6, 256), "wikitext103": (148e6, 267_735)}
 
 
