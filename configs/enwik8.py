@@ -4,6 +4,8 @@ attention memory) carried from one segment to the next, evaluation over the whol
 state carried, bits per character on the 90M/5M/5M split.
 
     python -m minrnn.train --config configs/enwik8.py:srupp --workdir runs/enwik8_srupp
+    python -m minrnn.train --config configs/enwik8.py:srupp --workdir runs/enwik8_srupp \
+        --final_test   # the official test pass of the best checkpoint: final_test.json
 
 Variant `<model>[,<size>]`: model `srupp` (default: SRU++ base, the 108M-parameter model that
 reached 0.974 test bits per character), `mingru` or `minlstm` (the residual minRNN language
@@ -19,8 +21,10 @@ Where each setting comes from:
            previous segment as attention memory, RAdam with lr 3e-4, 16k warmup steps and cosine
            decay over 400k steps, weight decay 0.1 on every parameter, gradient clipping 1.0,
            untied output layer, 4 rows per GPU on 8 GPUs, and (from its README's commands)
-           `--layer_norm`; evaluation with the state carried over the whole split (the final
-           test pass of [sru] uses one row and a 3072-byte attention window);
+           `--layer_norm` (at commit 0fca653, which published the numbers: a LayerNorm in the
+           attention only); evaluation with the state carried over the whole split; the final
+           test pass (`config.final_test`, run with `--final_test`): one row, 3072-byte
+           segments, the same-length attention mask, on the best checkpoint;
   [paper]  the SRU++ paper: byte-level enwik8, 90M/5M/5M split, bits per character on test;
            for mingru/minlstm, the residual block of "Were RNNs All We Needed?" (arXiv
            2410.01201), which has no enwik8 experiment;
@@ -49,7 +53,11 @@ def srupp_model(size: str) -> config_dict.ConfigDict:
   model.cell_kwargs.dropout = dropout  # [sru]
   model.cell_kwargs.attn_dropout = dropout  # [sru]
   model.cell_kwargs.highway_bias = -2.0  # [sru] bias
-  model.cell_kwargs.layer_norm = True  # [sru] --layer_norm
+  # [sru] --layer_norm at the commit that published the numbers (0fca653, sru/modules.py):
+  # a LayerNorm inside each attention / projection (post-norm of Q + α·A), and every
+  # SRUppCell built with layer_norm=False: no per-layer input LayerNorm.
+  model.cell_kwargs.attn_layer_norm = True
+  model.cell_kwargs.layer_norm = False
   model.conv_kernel_size = 0  # [sru] SRU++ layers only.
   model.mlp_expansion = 0  # [sru]
   model.pre_norm = False  # [sru]
@@ -74,6 +82,25 @@ def residual_model(cell: str, size: str) -> config_dict.ConfigDict:
   return model
 
 
+def final_test(size: str, srupp: bool) -> config_dict.ConfigDict:
+  """The final test pass (`python -m minrnn.train ... --final_test`, `minrnn.training.final_test`)
+  [sru]: after training, the best checkpoint scores the validation and test splits with one row,
+  an evaluation unroll of 3072 bytes (README: `--eval_unroll_size 3072`), the previous segment
+  as attention memory and the same-length mask (`eval_model`: `set_mask(unroll_size,
+  same_length=True)`)."""
+  test = config_dict.ConfigDict()
+  test.splits = ("valid", "test")  # [sru] dev_bpc and test_bpc
+  test.batch_size = 1  # [sru] create_batches(test_, 1)
+  # [sru] paper; [ours] gpu and cpu: three times their training segment, as 3072 = 3 x 1024.
+  test.seq_len = {"paper": 3072, "gpu": 1536, "cpu": 96}[size]
+  # [sru] the whole split; [ours] cpu: 4 segments, as its training-time evaluation.
+  test.max_batches = 4 if size == "cpu" else config_dict.placeholder(int)
+  # [sru] memory = the previous segment; every query sees memory_length + 1 keys.
+  test.cell_kwargs = config_dict.ConfigDict(
+      {"memory_length": test.seq_len, "same_length": True} if srupp else {})
+  return test
+
+
 def get_config(variant: str = "") -> config_dict.ConfigDict:
   choice = parse_variant(variant, "configs/enwik8.py",
                          model=(("srupp", "mingru", "minlstm"), "srupp"),
@@ -96,6 +123,7 @@ def get_config(variant: str = "") -> config_dict.ConfigDict:
 
   config.model = (srupp_model(size) if choice["model"] == "srupp"
                   else residual_model(choice["model"], size))
+  config.final_test = final_test(size, srupp=choice["model"] == "srupp")
 
   config.train.num_steps = 400_000  # [sru] max_iter
   config.train.learning_rate = 3e-4  # [sru] lr

@@ -2,6 +2,8 @@
 2102.12459): segments of 768 words with the state carried, perplexity over the whole split.
 
     python -m minrnn.train --config configs/wikitext103.py:srupp --workdir runs/wt103_srupp
+    python -m minrnn.train --config configs/wikitext103.py:srupp --workdir runs/wt103_srupp \
+        --final_test   # the official test pass of the best checkpoint: final_test.json
 
 Variant `<model>[,<size>]`: model `srupp` (default: SRU++ base, the 148M-parameter model that
 reached 18.3 test perplexity, with adaptive input and tied adaptive softmax) or `mingru` (the
@@ -19,10 +21,12 @@ Where each setting comes from:
            highway bias -2, segments of 768 words with the previous segment as attention memory,
            8 rows per GPU on 8 GPUs, RAdam with lr 3e-4, 16k warmup steps and cosine decay to 0
            over 400k steps, weight decay 0.1 on every parameter, clipping 1.0, evaluation every
-           8000 steps on 16 rows. Its final test pass uses one row and a 2560-word attention
-           window with every position seeing the same number of keys; minrnn's evaluation keeps
-           the training segments' memory (the previous segment). SRU++ base here has 147.6M
-           parameters, matching the paper's 148M;
+           8000 steps on 16 rows. Its final test pass (`config.final_test`, run with
+           `--final_test`) uses the best checkpoint, one row, 2560-word segments with the
+           previous segment as memory, and every position seeing the same number of keys.
+           `--layer_norm` at commit 0fca653 (which published the numbers) puts a LayerNorm in
+           the attention only. SRU++ base here has 147.6M parameters, matching the paper's
+           148M;
   [ours]   choices of this codebase: the minRNN LM (8 blocks of width 1024, a tied full softmax
            over the 267,735 words scored `model.softmax_chunk_size` positions at a time); one
            global batch over however many devices there are.
@@ -52,7 +56,11 @@ def srupp_model(size: str) -> config_dict.ConfigDict:
   model.cell_kwargs.dropout = dropout  # [sru]
   model.cell_kwargs.attn_dropout = dropout  # [sru]
   model.cell_kwargs.highway_bias = -2.0  # [sru]
-  model.cell_kwargs.layer_norm = True  # [sru] --layer_norm
+  # [sru] --layer_norm at the commit that published the numbers (0fca653, sru/modules.py):
+  # a LayerNorm inside each attention / projection (post-norm of Q + α·A), and every
+  # SRUppCell built with layer_norm=False: no per-layer input LayerNorm.
+  model.cell_kwargs.attn_layer_norm = True
+  model.cell_kwargs.layer_norm = False
   model.conv_kernel_size = 0  # [sru] SRU++ layers only.
   model.mlp_expansion = 0  # [sru]
   model.pre_norm = False  # [sru]
@@ -64,6 +72,9 @@ def srupp_model(size: str) -> config_dict.ConfigDict:
   model.adaptive_cutoffs = (8, 16, 24) if size == "cpu" else (19997, 39997, 199997)
   model.div_val = 4  # [paper]
   model.embed_features = {"paper": 1024, "gpu": 256, "cpu": 16}[size]  # [sru] n_e
+  # [sru] emb_dropout, inside the adaptive input and softmax (embedding.py: on each cluster's
+  # vectors before their projection, and on h P_iᵀ before each cluster's softmax weights).
+  model.emb_dropout = dropout
   # [ours] Positions the adaptive softmax scores at once; in cpu, 12 does not divide a batch's
   # 32 positions, so the padded last chunk is exercised.
   model.softmax_chunk_size = 12 if size == "cpu" else 1024
@@ -87,6 +98,24 @@ def residual_model(size: str) -> config_dict.ConfigDict:
   return model
 
 
+def final_test(size: str, srupp: bool) -> config_dict.ConfigDict:
+  """The final test pass (`python -m minrnn.train ... --final_test`, `minrnn.training.final_test`)
+  [sru]: the best checkpoint scores the validation and test splits with one row, an evaluation
+  unroll of 2560 words (README: `--eval_unroll_size 2560`), the previous segment as attention
+  memory and the same-length mask (`eval_model`: `set_mask(unroll_size, same_length=True)`)."""
+  test = config_dict.ConfigDict()
+  test.splits = ("valid", "test")  # [sru] dev_ppl and test_ppl
+  test.batch_size = 1  # [sru] corpus.get_iterator('test', 1, eval_unroll_size)
+  # [sru] paper; [ours] gpu and cpu: three times their training segment.
+  test.seq_len = {"paper": 2560, "gpu": 768, "cpu": 48}[size]
+  # [sru] the whole split; [ours] cpu: 4 segments, as its training-time evaluation.
+  test.max_batches = 4 if size == "cpu" else config_dict.placeholder(int)
+  # [sru] memory = the previous segment; every query sees memory_length + 1 keys.
+  test.cell_kwargs = config_dict.ConfigDict(
+      {"memory_length": test.seq_len, "same_length": True} if srupp else {})
+  return test
+
+
 def get_config(variant: str = "") -> config_dict.ConfigDict:
   choice = parse_variant(variant, "configs/wikitext103.py",
                          model=(("srupp", "mingru"), "srupp"),
@@ -107,6 +136,7 @@ def get_config(variant: str = "") -> config_dict.ConfigDict:
   config.data.eval_batches = config_dict.placeholder(int)  # None: the whole split.
 
   config.model = srupp_model(size) if choice["model"] == "srupp" else residual_model(size)
+  config.final_test = final_test(size, srupp=choice["model"] == "srupp")
 
   config.train.num_steps = 400_000  # [sru] max_iter
   config.train.learning_rate = 3e-4  # [sru]

@@ -122,3 +122,73 @@ def test_bad_target_log_probs_arguments_are_explained(adaptive):
     adaptive.target_log_probs(jnp.zeros((2, 16)), jnp.zeros((2,)))
   with pytest.raises(ValueError, match="chunk_size must be a positive"):
     AdaptiveEmbedding(50, 16, cutoffs=(10,), chunk_size=0, rngs=nnx.Rngs(0))
+
+
+def test_embedding_dropout_drops_cluster_vectors_before_their_projection():
+  # The official AdaptiveEmbedding (asappresearch/sru 0fca653, embedding.py): emb_i =
+  # F.linear(dropout(embedding_i[token]), proj_i), so each output is (mask * e / (1 - p)) P_i
+  # with a 0/1 mask over the cluster-width vector e. A full-rank P_i gives the masked vector
+  # back.
+  module = AdaptiveEmbedding(50, 16, cutoffs=(10, 20, 35), div_val=2, dropout=0.5,
+                             rngs=nnx.Rngs(0))
+  for token, cluster, start in ((3, 0, 0), (12, 1, 10)):
+    e = np.asarray(module.embeddings[cluster][...][token - start], np.float64)
+    projection = np.asarray(module.projections[cluster][...], np.float64)
+    np.testing.assert_allclose(module.embed(jnp.array([token]))[0], e @ projection, rtol=1e-5)
+    out = np.asarray(module.embed(jnp.full((400,), token), rngs=nnx.Rngs(dropout=1)),
+                     np.float64)
+    vectors = out @ np.linalg.pinv(projection)  # (400, width): each entry 0 or 2 e.
+    kept = np.isclose(vectors, 2 * e, rtol=1e-3, atol=1e-4)
+    dropped = np.isclose(vectors, 0.0, atol=1e-4)
+    assert (kept | dropped).all()
+    assert 0.4 < dropped.mean() < 0.6
+
+
+def test_embedding_dropout_drops_each_clusters_projected_state_in_the_softmax():
+  # The official AdaptiveLogSoftmax._compute_logit: logit = F.linear(dropout(h P_i), W_i, b_i)
+  # for the head and each tail cluster, one mask each. With widths 2 (head) and 1 (tail), a
+  # tail word's log p can take only 4 x 2 values; written out here in float64.
+  module = AdaptiveEmbedding(30, 6, cutoffs=(10, 20), div_val=2, embed_features=2, dropout=0.5,
+                             rngs=nnx.Rngs(1))
+  module.cluster_logits[...] = jax.random.normal(jax.random.key(2), (2, 2))
+  h = np.asarray(jax.random.normal(jax.random.key(3), (6,)), np.float64)
+  p = [np.asarray(x[...], np.float64) for x in module.projections]
+  e = [np.asarray(x[...], np.float64) for x in module.embeddings]
+  b = [np.asarray(x[...], np.float64) for x in module.biases]
+  head_w = np.concatenate([e[0], np.asarray(module.cluster_logits[...], np.float64)])
+  head_b = np.concatenate([b[0], np.asarray(module.cluster_bias[...], np.float64)])
+  log_softmax = lambda z: z - np.log(np.exp(z - z.max()).sum()) - z.max()
+  target = 15  # word 5 of tail cluster 1, whose entry in the head is 10 + 0
+  values = []
+  for m0 in ((0, 0), (0, 1), (1, 0), (1, 1)):
+    for m1 in ((0,), (1,)):
+      head = log_softmax((np.array(m0) * 2 * (h @ p[0].T)) @ head_w.T + head_b)
+      tail = log_softmax((np.array(m1) * 2 * (h @ p[1].T)) @ e[1].T + b[1])
+      values.append(head[10] + tail[5])
+  targets = jnp.full((300,), target)
+  got = module.target_log_probs(jnp.broadcast_to(jnp.asarray(h, jnp.float32), (300, 6)),
+                                targets, rngs=nnx.Rngs(dropout=4))
+  distance = np.abs(np.asarray(got, np.float64)[:, None] - np.array(values)[None])  # (300, 8)
+  assert distance.min(1).max() < 1e-4
+  assert len(set(distance.argmin(1).tolist())) >= 6  # The masks vary from position to position.
+  # Without rngs: no dropout, the full log-probabilities.
+  np.testing.assert_allclose(module.target_log_probs(jnp.asarray(h, jnp.float32)[None],
+                                                     targets[:1]),
+                             module.log_probs(jnp.asarray(h, jnp.float32))[None, target],
+                             rtol=1e-6)
+
+
+def test_embedding_dropout_needs_the_adaptive_embedding(tiny_lm):
+  with pytest.raises(ValueError, match="emb_dropout=0.1 applies inside the adaptive"):
+    tiny_lm("mingru", emb_dropout=0.1)
+
+
+def test_the_language_model_trains_with_the_embedding_dropout(tiny_lm):
+  tokens = jax.random.randint(jax.random.key(5), (2, 6), 0, 30)
+  make = lambda rate: tiny_lm("mingru", vocab_size=30, adaptive_cutoffs=(8, 16),
+                              softmax_chunk_size=8, emb_dropout=rate)
+  for rate, differs in ((0.5, True), (0.0, False)):
+    model = make(rate)
+    train = model.target_log_probs(tokens, tokens, rngs=nnx.Rngs(dropout=0))[0]
+    evaluate = model.target_log_probs(tokens, tokens)[0]
+    assert bool(jnp.any(train != evaluate)) == differs

@@ -11,9 +11,9 @@ TINY_MODEL = ["model.features=16", "model.num_layers=1", "model.mlp_expansion=2"
               "train.warmup_steps=1", "train.tensorboard=False"]
 
 
-def _script(name):
-  spec = importlib.util.spec_from_file_location(f"experiment_{name}",
-                                                REPO / "experiments" / name / "run.py")
+def _script(name, file="run.py"):
+  spec = importlib.util.spec_from_file_location(f"experiment_{name}_{pathlib.Path(file).stem}",
+                                                REPO / "experiments" / name / file)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
@@ -81,3 +81,17 @@ def test_runtime(tmp_path):
   assert set(records) == {"mingru", "gru"}
   assert all(r["status"] == "ok" and r["ms"] > 0 and r["bytes"] > 0 for r in records.values())
   assert "minGRU vs GRU" in _outputs(tmp_path, "rt")[1]
+
+
+def test_srupp_protocol(tmp_path):
+  payload = _script("long_context", "srupp_protocol.py").main([
+      "--steps", "4", "--workdir", str(tmp_path / "runs"), "--out_dir", str(tmp_path),
+      "--name", "sp", *[arg for item in (
+          "model.features=16", "model.num_layers=2", "model.cell_kwargs.proj_features=8",
+          "data.eval_batches=2", "final_test.max_batches=2", "train.tensorboard=False")
+          for arg in ("--override", item)]])
+  data, table = _outputs(tmp_path, "sp")
+  assert "| SRU++ base, paper | official final test pass | enwik8 test | 0.974 | – |" in table
+  test = data["final_test"]
+  assert test["protocol"]["batch_size"] == 1 and sorted(test["splits"]) == ["test", "valid"]
+  assert sorted(data["training_eval"]) == ["test", "valid"] and payload["run"]["step"] == 4

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from minrnn.layers.srupp import SRUppAttention, SRUppLayer
+from minrnn.layers.srupp import SRUppAttention, SRUppLayer, SRUppProjection, attention_mask
 
 B, T, D = 2, 6, 8
 
@@ -181,3 +181,114 @@ def test_layer_norm_feeds_the_attention_normalised_inputs_and_keeps_raw_memory()
   np.testing.assert_array_equal(state.memory, x[:, -3:])
   plain = layer(False)
   assert jnp.abs(plain(3.0 * x)[0] - plain(x)[0]).max() > 1e-2
+
+
+# The official evaluation mask for mem_length = 3, from the docstring of `set_mask` in
+# asappresearch/sru `experiments/srupp_experiments/train_enwik8.py` (commit 0fca653): rows are
+# queries, columns keys, 1 = hidden. Segment 1 (no memory) uses rows 0-2 and columns 0-2;
+# every later segment (memory = the previous 3 inputs) uses rows 3-5 and all 6 columns.
+OFFICIAL_SAME_LENGTH_3 = np.array([
+    [0, 1, 1, 1, 1, 1],
+    [0, 0, 1, 1, 1, 1],
+    [0, 0, 0, 1, 1, 1],
+    [0, 0, 0, 0, 1, 1],
+    [1, 0, 0, 0, 0, 1],
+    [1, 1, 0, 0, 0, 0]]) == 0
+
+
+def test_same_length_mask_is_the_official_one_and_counts_memory_plus_one_keys():
+  full, empty = jnp.ones((1, 3), bool), jnp.zeros((1, 3), bool)
+  later = attention_mask(1, 3, full, same_length=True)[0]
+  np.testing.assert_array_equal(later, OFFICIAL_SAME_LENGTH_3[3:])
+  assert later.sum(1).tolist() == [4, 4, 4]  # memory 3 + itself, for every query
+  first = attention_mask(1, 3, empty, same_length=True)[0]
+  np.testing.assert_array_equal(first[:, 3:], OFFICIAL_SAME_LENGTH_3[:3, :3])
+  assert not first[:, :3].any() and first.sum(1).tolist() == [1, 2, 3]
+  # The training mask (`set_mask` without same_length: `triu(ones, 1)`) shows the whole memory.
+  assert attention_mask(1, 3, full)[0].sum(1).tolist() == [4, 5, 6]
+  # A memory of 2 before a segment of 3: the window is 2 positions back, memory included.
+  np.testing.assert_array_equal(attention_mask(1, 3, jnp.ones((1, 2), bool),
+                                               same_length=True)[0],
+                                [[1, 1, 1, 0, 0], [0, 1, 1, 1, 0], [0, 0, 1, 1, 1]])
+  # Slots holding nothing yet stay hidden (slot 0 of row 0, in query 0's window only); rows
+  # are independent.
+  partly = attention_mask(2, 3, jnp.array([[False, True, True], [True] * 3]), same_length=True)
+  assert partly.sum(2).tolist() == [[3, 4, 4], [4, 4, 4]]
+
+
+def test_same_length_attention_reads_memory_only_within_the_window():
+  module = SRUppAttention(D, 12, 4, same_length=True, rngs=nnx.Rngs(0))
+  module.alpha[...] = jnp.ones(())
+  x, memory = _x(2, (B, 3, D)), _x(3, (B, 3, D))
+  base = module(x, memory)
+  changed = lambda slot: jnp.abs(module(x, memory.at[:, slot].add(1.0)) - base).max(axis=(0, 2))
+  # Memory slot j is within query t's window of 3 positions back when j >= t.
+  assert (changed(0)[:1] > 0).all() and (changed(0)[1:] == 0).all()
+  assert (changed(2) > 0).all()
+  # The training mask lets every query read every slot.
+  module.same_length = False
+  assert (jnp.abs(module(x, memory.at[:, 0].add(1.0)) - module(x, memory)).max(axis=(0, 2))
+          > 0).all()
+
+
+def _layer_norm64(h, eps=1e-5):
+  """PyTorch's `nn.LayerNorm` at initialisation (weight 1, bias 0, eps 1e-5), in float64."""
+  mean = h.mean(-1, keepdims=True)
+  return (h - mean) / np.sqrt(((h - mean) ** 2).mean(-1, keepdims=True) + eps)
+
+
+@pytest.mark.parametrize("layer_norm", [True, False])
+def test_attention_layer_norm_normalises_q_plus_alpha_attention(layer_norm):
+  # W_q and W_o are the identity, so U is the normalised quantity itself. One row is scaled
+  # down so that its variance (about 1e-6) is below the epsilon: 1e-5 against 1e-6 shows.
+  module = SRUppAttention(4, 4, 4, layer_norm=layer_norm, rngs=nnx.Rngs(1))
+  module.q.kernel[...] = jnp.eye(4)
+  module.out.kernel[...] = jnp.eye(4)
+  module.alpha[...] = jnp.asarray(0.7)
+  x = np.asarray(_x(4, (2, 5, 4)), np.float64) * np.array([1.0, 1e-3])[:, None, None]
+  q = x
+  k, v = np.split(q @ np.asarray(module.kv.kernel[...], np.float64), 2, axis=-1)
+  scores = np.einsum("btd,bsd->bts", q, k) / 2.0 + np.where(np.tri(5), 0.0, -np.inf)
+  probs = np.exp(scores - scores.max(-1, keepdims=True))
+  probs /= probs.sum(-1, keepdims=True)
+  h = q + 0.7 * probs @ v
+  want = _layer_norm64(h) if layer_norm else h
+  np.testing.assert_allclose(module(jnp.asarray(x, jnp.float32)), want, rtol=2e-4, atol=1e-5)
+
+
+def test_projection_layer_norm_normalises_w_q_x():
+  module = SRUppProjection(4, 4, 4, rngs=nnx.Rngs(2))
+  module.out.kernel[...] = jnp.eye(4)
+  x = np.asarray(_x(5, (2, 5, 4)), np.float64) * np.array([1.0, 1e-3])[:, None, None]
+  want = _layer_norm64(x @ np.asarray(module.q.kernel[...], np.float64))
+  np.testing.assert_allclose(module(jnp.asarray(x, jnp.float32)), want, rtol=2e-4, atol=1e-5)
+
+
+def test_the_published_models_layer_has_only_the_attention_layer_norm():
+  layer = SRUppLayer(D, proj_features=4, memory_length=3, rngs=nnx.Rngs(3))
+  assert layer.input_norm is None and layer.transform.norm is not None
+  bare = SRUppLayer(D, proj_features=4, attention=False, attn_layer_norm=False,
+                    rngs=nnx.Rngs(3))
+  assert bare.input_norm is None and bare.transform.norm is None
+  with pytest.raises(ValueError, match="same_length needs memory_length"):
+    SRUppLayer(D, proj_features=4, same_length=True, rngs=nnx.Rngs(3))
+
+
+def test_same_length_segments_score_like_one_pass_with_a_sliding_window(srupp_lm):
+  # With the same-length mask every position sees the memory_length positions before it,
+  # whether they lie in its segment or in the memory: three segments with the state carried
+  # equal one pass over the whole text. The training mask lets a segment's later positions
+  # see more than memory_length back, so there the two differ.
+  def scores(same_length, segment):
+    model = srupp_lm(2, 9, attention_every=1, memory_length=4, same_length=same_length)
+    for layer in _layers(model):
+      layer.transform.alpha[...] = jnp.ones(())
+    tokens = jax.random.randint(jax.random.key(12), (B, 12), 0, 30)
+    state, out = None, []
+    for start in range(0, 12, segment):
+      s, state = model(tokens[:, start:start + segment], state)
+      out.append(s)
+    return jnp.concatenate(out, 1)
+
+  np.testing.assert_allclose(scores(True, 4), scores(True, 12), rtol=1e-4, atol=1e-5)
+  assert jnp.abs(scores(False, 4) - scores(False, 12)).max() > 1e-3

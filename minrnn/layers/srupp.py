@@ -4,17 +4,26 @@ SRU computes its gate inputs `U = x W` with one matmul. SRU++ replaces that matm
 
     Q = W_q x                               (in -> proj, proj ≈ in / 4)
     K, V = W_k Q, W_v Q                     (keys and values from the small Q)
-    A = softmax(Q Kᵀ / sqrt(proj) + causal mask) V
+    A = softmax(Q Kᵀ / sqrt(proj) + mask) V
     U = W_o LayerNorm(Q + α·A)              (α a learned scalar, initialised at 0)
 
 and then runs SRU's elementwise recurrence on `U` (`minrnn.kernels.sru`). With α = 0 a new layer starts
 as an SRU with a low-rank projection. Layers without attention use `U = W_o LayerNorm(W_q x)`.
 For long-context language modelling the keys and values also cover the previous segment's
 inputs (the attention memory), as in Transformer-XL; the memory is part of the layer state,
-with a mask that hides memory slots holding nothing yet (the start of a stream).
-With `layer_norm` each layer first layer-normalises its input, as the official runs do
-(`--layer_norm`): attention and projection read `LayerNorm(x)`, while the highway term and the
-memory keep the raw `x`, as in the official code (so memory keys come from raw earlier inputs).
+with a mask that hides memory slots holding nothing yet (the start of a stream). The mask
+(`attention_mask`) lets a query see the whole memory (the official training mask) or, with
+`same_length`, only the keys at most `memory_length` positions back, so that every query sees
+the same number of keys (the official evaluation mask).
+
+LayerNorm, as in the official `sru` package (`sru/modules.py`): `attn_layer_norm` (on by
+default) is the post-norm of `Q + α·A` (of `W_q x` in the projection) written above. In the
+published models it is the only LayerNorm: at the commit that published their numbers
+(0fca653), `--layer_norm` builds `SRUppAttention` / `SRUppProjectedLinear` with it and every
+`SRUppCell` with `layer_norm=False`; later commits (24363c1, acaac12) name it
+`attn_layer_norm`. `layer_norm` (off by default) adds those later commits' per-layer input
+LayerNorm: attention and projection read `LayerNorm(x)`, while the highway term and the memory
+keep the raw `x`. Every LayerNorm has PyTorch's epsilon, 1e-5, as the official modules.
 The layout follows the official `sru` package (3.0.0.dev6, `SRUpp`, `SRUppAttention`,
 `SRUppCell`).
 """
@@ -43,6 +52,36 @@ class SRUppState(NamedTuple):
   memory_mask: jax.Array | None
 
 _xavier = nnx.initializers.xavier_uniform()
+# PyTorch's `nn.LayerNorm` default, which the official modules use (Flax's is 1e-6).
+LAYER_NORM_EPSILON = 1e-5
+
+
+def _layer_norm(features: int, enabled: bool, dtype, param_dtype, rngs) -> nnx.LayerNorm | None:
+  return (nnx.LayerNorm(features, epsilon=LAYER_NORM_EPSILON, dtype=dtype,
+                        param_dtype=param_dtype, rngs=rngs) if enabled else None)
+
+
+def attention_mask(batch: int, num_steps: int, memory_mask: jax.Array | None = None, *,
+                   same_length: bool = False) -> jax.Array:
+  """Which keys each query of a segment sees: bool `(batch, num_steps, mem + num_steps)`, the
+  keys being the memory's `mem` slots (oldest first), then the segment's positions.
+
+  Query t sees the segment's positions up to itself and the memory slots that hold an input
+  (`memory_mask`, bool `(batch, mem)`; None: no memory). With `same_length` it sees only the
+  keys at most `mem` positions back (memory slots `j >= t`, positions `s >= t - mem`): once the
+  memory is full every query sees `mem + 1` keys, as the official evaluation mask
+  (`set_mask(mem_length, same_length=True)` of `train_enwik8.py` / `train_wt103.py`); at the
+  start of a stream (an empty memory) query t sees its t + 1 positions, as there.
+  """
+  mem = 0 if memory_mask is None else memory_mask.shape[1]
+  t = jnp.arange(num_steps)[:, None]
+  s = jnp.arange(num_steps)[None, :]
+  own = (s <= t) & (s >= t - mem) if same_length else s <= t
+  own = jnp.broadcast_to(own, (batch, num_steps, num_steps))
+  if memory_mask is None:
+    return own
+  in_window = (jnp.arange(mem)[None, :] >= t) if same_length else jnp.ones((num_steps, mem), bool)
+  return jnp.concatenate([memory_mask[:, None, :] & in_window[None], own], axis=2)
 
 
 def _weight_c_init(key, shape, dtype=jnp.float32):
@@ -59,14 +98,18 @@ class SRUppAttention(nnx.Module):
     dropout: dropout before `W_o` (`W_o` is scaled by sqrt(1 - dropout) at init, as the
       official code does).
     attn_dropout: dropout on the attention probabilities.
+    layer_norm: LayerNorm of `Q + α·A` before `W_o` (the official post-norm).
+    same_length: every query sees the same number of keys (see `attention_mask`).
     rngs: parameter keys.
   """
 
   def __init__(self, in_features: int, out_features: int, proj_features: int, *,
-               dropout: float = 0.0, attn_dropout: float = 0.0, dtype: Dtype | None = None,
+               dropout: float = 0.0, attn_dropout: float = 0.0, layer_norm: bool = True,
+               same_length: bool = False, dtype: Dtype | None = None,
                param_dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
     self.in_features = in_features
     self.proj_features = proj_features
+    self.same_length = same_length
     self.dtype = dtype
     common = dict(use_bias=False, kernel_init=_xavier, dtype=dtype, param_dtype=param_dtype,
                   rngs=rngs)
@@ -76,15 +119,16 @@ class SRUppAttention(nnx.Module):
     if dropout > 0:
       self.out.kernel[...] = self.out.kernel[...] * math.sqrt(1.0 - dropout)
     self.alpha = nnx.Param(jnp.zeros((), param_dtype))
-    self.norm = nnx.LayerNorm(proj_features, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    self.norm = _layer_norm(proj_features, layer_norm, dtype, param_dtype, rngs)
     self.dropout = nnx.Dropout(dropout)
     self.attn_dropout = nnx.Dropout(attn_dropout)
 
   def __call__(self, x: jax.Array, memory: jax.Array | None = None,
                memory_mask: jax.Array | None = None, *,
                rngs: nnx.Rngs | None = None) -> jax.Array:
-    """x `(batch, time, in)`; memory `(batch, mem, in)` (earlier inputs, all visible where
-    `memory_mask` `(batch, mem)` is True). Position t sees the memory and positions <= t.
+    """x `(batch, time, in)`; memory `(batch, mem, in)` (earlier inputs, visible where
+    `memory_mask` `(batch, mem)` is True, within the window of `same_length`). Position t sees
+    the memory and positions <= t (`attention_mask`).
 
     Returns U `(batch, time, out)`. Dropout is active only when `rngs` is given.
     """
@@ -96,28 +140,24 @@ class SRUppAttention(nnx.Module):
     k, v = jnp.split(self.kv(z), 2, axis=-1)
     scores = jnp.einsum("btd,bsd->bts", q, k).astype(jnp.float32)
     scores = scores / math.sqrt(self.proj_features)
-    causal = jnp.tril(jnp.ones((num_steps, num_steps), bool))
-    if memory is None:
-      visible = jnp.broadcast_to(causal, (batch, num_steps, num_steps))
-    else:
-      if memory_mask is None:
-        memory_mask = jnp.ones((batch, mem), bool)
-      visible = jnp.concatenate([
-          jnp.broadcast_to(memory_mask[:, None, :], (batch, num_steps, mem)),
-          jnp.broadcast_to(causal, (batch, num_steps, num_steps))], axis=2)
+    if memory is not None and memory_mask is None:
+      memory_mask = jnp.ones((batch, mem), bool)
+    visible = attention_mask(batch, num_steps, memory_mask, same_length=self.same_length)
     probs = jax.nn.softmax(jnp.where(visible, scores, -jnp.inf), axis=-1)
     probs = self.attn_dropout(probs, deterministic=rngs is None, rngs=rngs)
     attended = jnp.einsum("bts,bsd->btd", probs.astype(v.dtype), v)
-    h = self.norm(q + self.alpha[...].astype(q.dtype) * attended)
+    h = q + self.alpha[...].astype(q.dtype) * attended
+    if self.norm is not None:
+      h = self.norm(h)
     return self.out(self.dropout(h, deterministic=rngs is None, rngs=rngs))
 
 
 class SRUppProjection(nnx.Module):
   """The attention-free layers' `U = W_o LayerNorm(W_q x)` (the official
-  `SRUppProjectedLinear`)."""
+  `SRUppProjectedLinear`; without `layer_norm`, `U = W_o W_q x`)."""
 
   def __init__(self, in_features: int, out_features: int, proj_features: int, *,
-               dropout: float = 0.0, dtype: Dtype | None = None,
+               dropout: float = 0.0, layer_norm: bool = True, dtype: Dtype | None = None,
                param_dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
     common = dict(use_bias=False, kernel_init=_xavier, dtype=dtype, param_dtype=param_dtype,
                   rngs=rngs)
@@ -125,11 +165,13 @@ class SRUppProjection(nnx.Module):
     self.out = nnx.Linear(proj_features, out_features, **common)
     if dropout > 0:
       self.out.kernel[...] = self.out.kernel[...] * math.sqrt(1.0 - dropout)
-    self.norm = nnx.LayerNorm(proj_features, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    self.norm = _layer_norm(proj_features, layer_norm, dtype, param_dtype, rngs)
     self.dropout = nnx.Dropout(dropout)
 
   def __call__(self, x: jax.Array, *, rngs: nnx.Rngs | None = None) -> jax.Array:
-    h = self.norm(self.q(x))
+    h = self.q(x)
+    if self.norm is not None:
+      h = self.norm(h)
     return self.out(self.dropout(h, deterministic=rngs is None, rngs=rngs))
 
 
@@ -145,12 +187,17 @@ class SRUppLayer(nnx.Module):
     proj_features: attention (or projection) width.
     attention: use attention (True) or the plain low-rank projection (False).
     memory_length: how many earlier inputs the attention keeps as memory (0: none).
+    same_length: every query sees the `memory_length` positions before it and itself, memory
+      included (the official evaluation mask, `attention_mask`); else the whole memory and
+      every earlier position of the segment (the official training mask).
     dropout: dropout inside the attention/projection before `W_o`, and (with
       `highway_dropout`) a per-sequence mask on `r⊙(c − x)` as in SRU.
     highway_dropout: apply that mask (the official SRU++ does in every layer but the last).
     attn_dropout: dropout on the attention probabilities.
-    layer_norm: layer-normalise the input before the attention / projection (see the module
-      docstring).
+    attn_layer_norm: LayerNorm inside the attention / projection, of `Q + α·A` (of `W_q x`):
+      the official `--layer_norm` of the published models (see the module docstring).
+    layer_norm: also layer-normalise the input before the attention / projection (later
+      official commits' per-layer LayerNorm; not in the published models).
     highway_bias: initial `b_r` (the official SRU++ uses -2: layers start near the identity).
     implementation: SRU recurrence path, `"pallas"`, `"sequential"` or None (platform).
     dtype, param_dtype: compute and parameter dtypes; the state is float32.
@@ -158,14 +205,18 @@ class SRUppLayer(nnx.Module):
   """
 
   def __init__(self, features: int, *, proj_features: int, attention: bool = True,
-               memory_length: int = 0, dropout: float = 0.0, attn_dropout: float = 0.0,
-               highway_bias: float = -2.0, highway_dropout: bool = True,
+               memory_length: int = 0, same_length: bool = False, dropout: float = 0.0,
+               attn_dropout: float = 0.0, highway_bias: float = -2.0,
+               highway_dropout: bool = True, attn_layer_norm: bool = True,
                layer_norm: bool = False, implementation: str | None = None,
                dtype: Dtype | None = None, param_dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
     if memory_length < 0:
       raise ValueError(f"memory_length must be >= 0, got {memory_length}.")
     if memory_length and not attention:
       raise ValueError("memory_length > 0 needs attention=True: only attention reads memory.")
+    if same_length and attention and not memory_length:
+      raise ValueError("same_length needs memory_length > 0: every query sees the "
+                       "memory_length positions before it; set cell_kwargs.memory_length.")
     if implementation is not None:
       sru_ops.resolve(implementation)  # A bad name fails here, not at the first call.
     self.features = features
@@ -175,10 +226,11 @@ class SRUppLayer(nnx.Module):
     common = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     self.transform = (
         SRUppAttention(features, 3 * features, proj_features, dropout=dropout,
-                       attn_dropout=attn_dropout, **common) if attention
-        else SRUppProjection(features, 3 * features, proj_features, dropout=dropout, **common))
-    self.input_norm = (nnx.LayerNorm(features, dtype=dtype, param_dtype=param_dtype,
-                                     rngs=rngs) if layer_norm else None)
+                       attn_dropout=attn_dropout, layer_norm=attn_layer_norm,
+                       same_length=same_length, **common) if attention
+        else SRUppProjection(features, 3 * features, proj_features, dropout=dropout,
+                             layer_norm=attn_layer_norm, **common))
+    self.input_norm = _layer_norm(features, layer_norm, dtype, param_dtype, rngs)
     self.weight_c = nnx.Param(_weight_c_init(rngs.params(), (1, 2, features), param_dtype))
     self.bias = nnx.Param(
         jnp.zeros((1, 2, features), param_dtype).at[:, 1].set(highway_bias))

@@ -6,7 +6,8 @@ The section's keys (their defaults and sources are in `minrnn.training.config`):
   `num_layers`, `expansion`, `conv_kernel_size`, `mlp_expansion`, `dropout`, `pre_norm`,
   `residual`, `implementation`, `dtype`;
 - the language model's embedding and head: `final_norm`, `io_dropout`, `tie_embeddings`,
-  `head_bias`, `adaptive_cutoffs`, `div_val`, `embed_features`, `softmax_chunk_size`.
+  `head_bias`, `adaptive_cutoffs`, `div_val`, `embed_features`, `emb_dropout`,
+  `softmax_chunk_size`.
 
 `implementation` given to a builder (the training loop's sequence-parallel spec) replaces the
 section's.
@@ -70,6 +71,8 @@ def build_language_model(model: Any, vocab_size: int, seed: int,
       io_dropout=model.io_dropout, tie_embeddings=model.tie_embeddings,
       head_bias=model.head_bias, adaptive_cutoffs=None if cutoffs is None else tuple(cutoffs),
       div_val=model.div_val, embed_features=model.embed_features,
+      # Runs saved before the key existed had none.
+      emb_dropout=model.get("emb_dropout", 0.0),
       softmax_chunk_size=model.softmax_chunk_size, dtype=dtype_from_name(model.dtype),
       rngs=nnx.Rngs(seed))
 

@@ -48,6 +48,8 @@ class LanguageModel(nnx.Module):
     adaptive_cutoffs: if given, the tied adaptive input and softmax with these cluster cutoffs
       (then `tie_embeddings` and `head_bias` do not apply).
     div_val, embed_features: the adaptive embedding's width divisor and head-cluster width.
+    emb_dropout: the adaptive embedding's own dropout, inside the adaptive input and softmax
+      (SRU++'s `emb_dropout`; see `minrnn.layers.adaptive`); active only with `rngs`.
     softmax_chunk_size: positions `target_log_probs` scores at once; None scores all of them
       from the full `(batch, time, vocab)` scores (the adaptive softmax needs a number).
     dtype: compute dtype (None: float32); scores and recurrent states are float32.
@@ -58,9 +60,12 @@ class LanguageModel(nnx.Module):
   def __init__(self, vocab_size: int, *, features: int, num_layers: int, block: BlockFactory,
                final_norm: bool = True, io_dropout: float = 0.0, tie_embeddings: bool = True,
                head_bias: bool = False, adaptive_cutoffs: Sequence[int] | None = None,
-               div_val: int = 4, embed_features: int | None = None,
+               div_val: int = 4, embed_features: int | None = None, emb_dropout: float = 0.0,
                softmax_chunk_size: int | None = None, dtype: Dtype | None = None,
                param_dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
+    if emb_dropout and adaptive_cutoffs is None:
+      raise ValueError(f"emb_dropout={emb_dropout} applies inside the adaptive embedding "
+                       "(model.adaptive_cutoffs); without it use model.io_dropout.")
     if softmax_chunk_size is not None:
       check_chunk_size(softmax_chunk_size, "softmax_chunk_size")
     elif adaptive_cutoffs is not None:
@@ -71,7 +76,8 @@ class LanguageModel(nnx.Module):
     common = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     self.adaptive = (None if adaptive_cutoffs is None else AdaptiveEmbedding(
         vocab_size, features, cutoffs=tuple(adaptive_cutoffs), div_val=div_val,
-        embed_features=embed_features, chunk_size=softmax_chunk_size, **common))
+        embed_features=embed_features, chunk_size=softmax_chunk_size, dropout=emb_dropout,
+        **common))
     # GPT-2's small embedding init: with a tied head, logits start near uniform.
     self.embed = (nnx.Embed(vocab_size, features,
                             embedding_init=nnx.initializers.normal(stddev=0.02), **common)
@@ -95,8 +101,10 @@ class LanguageModel(nnx.Module):
              if getattr(block.temporal, "cache_size", None) is not None]
     return min(sizes) if sizes else None
 
-  def _embed(self, tokens: jax.Array) -> jax.Array:
-    return self.adaptive.embed(tokens) if self.adaptive is not None else self.embed(tokens)
+  def _embed(self, tokens: jax.Array, rngs: nnx.Rngs | None = None) -> jax.Array:
+    if self.adaptive is not None:
+      return self.adaptive.embed(tokens, rngs=rngs)
+    return self.embed(tokens)
 
   def _logits(self, x: jax.Array) -> jax.Array:
     """The last block's output `(..., features)` -> float32 logits `(..., vocab_size)` (for the
@@ -154,7 +162,7 @@ class LanguageModel(nnx.Module):
     if self.adaptive is not None:
       if self.norm is not None:
         x = self.norm(x)
-      log_probs, best = self.adaptive.target_log_probs(x, targets, with_max=True)
+      log_probs, best = self.adaptive.target_log_probs(x, targets, with_max=True, rngs=rngs)
       return log_probs, log_probs >= best, new_state
     log_probs, top = scored_targets(x, targets, self._logits, self.softmax_chunk_size)
     return log_probs, top, new_state
@@ -167,7 +175,7 @@ class LanguageModel(nnx.Module):
     if state is None:
       state = (None,) * len(self.blocks)
     drop = lambda x: self.io_dropout(x, deterministic=rngs is None, rngs=rngs)
-    x = drop(self._embed(tokens))
+    x = drop(self._embed(tokens, rngs))
     new_state = []
     for block, block_state in zip(self.blocks, state):
       x, block_state = block(x, block_state, rngs=rngs)

@@ -82,6 +82,7 @@ def lm_defaults() -> config_dict.ConfigDict:
   model.adaptive_cutoffs = config_dict.placeholder(tuple)  # None: a full softmax.
   model.div_val = 4  # [Baevski & Auli]
   model.embed_features = config_dict.placeholder(int)  # None: the model width.
+  model.emb_dropout = 0.0  # [ours] Dropout inside the adaptive embedding (SRU++: 0.15).
   # None: full (batch, time, vocab) scores; a number: target-only scoring in chunks of that
   # many positions (required by the adaptive softmax).
   model.softmax_chunk_size = config_dict.placeholder(int)

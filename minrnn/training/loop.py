@@ -83,7 +83,7 @@ def prepare(config: Any, workdir: str | pathlib.Path, *,
   Args:
     config: an `ml_collections.ConfigDict` laid out like the files in `configs/`.
     workdir: the run's directory; resumed from if it holds checkpoints.
-    accept_config_changes: resume even if settings outside `workdir.SAFE_CHANGES` changed
+    accept_config_changes: resume even if settings `workdir.is_safe_change` refuses changed
       (the change is recorded in `config_history.jsonl`).
   """
   task = make_task(config.data, config.seed)
@@ -145,7 +145,7 @@ class Run:
     try:
       tree, meta = self.checkpoints.restore(step, self.tree())
     except CheckpointError as e:
-      changed = {k: v for k, v in self.changes.items() if k not in workdir_lib.SAFE_CHANGES}
+      changed = {k: v for k, v in self.changes.items() if not workdir_lib.is_safe_change(k)}
       if not changed:
         raise
       raise CheckpointError(f"{e}\nSettings changed since the checkpoint was written:\n"

@@ -4,10 +4,12 @@
     config_history.jsonl   every accepted change of the config, one JSON line each
     vocab.json             the task's vocabulary (text tasks), so sampling needs only the run
     metrics.jsonl, tensorboard/, checkpoints/, best/, final_eval.json, loss_curve.png
+    final_test.json        the final test pass of the best checkpoint (`minrnn.training.final_test`)
 
 Running again in a workdir with checkpoints resumes it. The config may then change only in
 settings that are safe to extend a run with (`SAFE_CHANGES`: the step budget, logging,
-evaluation and checkpoint frequency, where the data lives, the device mesh); any other change is refused with the
+evaluation and checkpoint frequency, where the data lives, the device mesh; and the sections of
+`SAFE_SECTIONS`, which no training step reads); any other change is refused with the
 list of changed keys, unless the caller accepts it explicitly. An accepted change is appended to
 `config_history.jsonl`, so no earlier setting is lost.
 """
@@ -23,6 +25,7 @@ CONFIG_FILE = "config.json"
 CONFIG_HISTORY_FILE = "config_history.jsonl"
 VOCAB_FILE = "vocab.json"
 FINAL_EVAL_FILE = "final_eval.json"
+FINAL_TEST_FILE = "final_test.json"
 LOSS_CURVE_FILE = "loss_curve.png"
 CHECKPOINT_DIR = "checkpoints"
 BEST_DIR = "best"
@@ -35,6 +38,13 @@ SAFE_CHANGES = frozenset({
     "train.tensorboard", "data.dir", "data.cache_dir", "data.download", "data.tfds_dir",
     "mesh.data", "mesh.sequence", "mesh.model",
 })
+# Config sections that only say how to score a finished run.
+SAFE_SECTIONS = frozenset({"final_test"})
+
+
+def is_safe_change(key: str) -> bool:
+  """Whether changing the flattened config key `key` ("a.b") leaves the run the same run."""
+  return key in SAFE_CHANGES or key.split(".", 1)[0] in SAFE_SECTIONS
 
 
 class ConfigChangedError(ValueError):
@@ -88,7 +98,7 @@ class Workdir:
     if saved is None:
       return {}
     changes = config_changes(saved, config)
-    unsafe = {k: v for k, v in changes.items() if k not in SAFE_CHANGES}
+    unsafe = {k: v for k, v in changes.items() if not is_safe_change(k)}
     if resuming and unsafe and not accept_changes:
       raise ConfigChangedError(
           f"{self.path} holds a run trained with a different config; resuming it would mix "
