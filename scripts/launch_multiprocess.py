@@ -77,10 +77,11 @@ def launch(command: Sequence[str], *, num_processes: int,
   outputs: list[list[str]] = [[] for _ in procs]
 
   def read(i: int) -> None:
-    for line in procs[i].stdout:
-      outputs[i].append(line)
-      if echo:
-        print(f"[{i}] {line}", end="", flush=True)
+    with procs[i].stdout as stream:
+      for line in stream:
+        outputs[i].append(line)
+        if echo:
+          print(f"[{i}] {line}", end="", flush=True)
 
   readers = [threading.Thread(target=read, args=(i,), daemon=True) for i in range(len(procs))]
   for reader in readers:

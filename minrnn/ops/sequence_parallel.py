@@ -36,16 +36,6 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh, PartitionSpec as P
 
-if hasattr(jax, "shard_map"):
-  _shard_map = jax.shard_map
-else:  # jax < 0.7 has it only in the experimental namespace.
-  from jax.experimental.shard_map import shard_map as _experimental_shard_map
-
-  def _shard_map(f, *, mesh, in_specs, out_specs, check_vma):
-    return _experimental_shard_map(f, mesh=mesh, in_specs=in_specs, out_specs=out_specs,
-                                   check_rep=check_vma)
-
-
 @dataclasses.dataclass(frozen=True)
 class SequenceParallel:
   """Selects the sequence-parallel scan (`implementation=SequenceParallel(...)`).
@@ -143,7 +133,7 @@ def scan_fn(spec: SequenceParallel, chunk_scan: Callable) -> ScanFn:
                               reverse=reverse, implementation=spec.inner)
     # check_vma=False: the Pallas chunk kernel declares its outputs without the per-device
     # ("varying") type that the check needs, and the final state is replicated by construction.
-    return _shard_map(
+    return jax.shard_map(
         local, mesh=spec.mesh, in_specs=(sequence_spec, sequence_spec, state_spec),
         out_specs=(sequence_spec, state_spec), check_vma=False,
     )(a, b, h0)
