@@ -150,10 +150,13 @@ class Run:
     metric = self.selection.metric
     if metric == "loss":
       return
+    batch = next(iter(self.task.eval_batches()), None)
+    if batch is None:
+      raise ValueError(f"The {self.task.name} task has no evaluation batches to choose the best "
+                       "checkpoint by; check data.eval_batches.")
     model_state = (initial_model_state(self.state, self.task.eval_batch_size)
                    if self.task.carries_state else None)
-    sums, _ = self.eval_step.shapes(self.state.params, next(iter(self.task.eval_batches())),
-                                    model_state)
+    sums, _ = self.eval_step.shapes(self.state.params, batch, model_state)
     names = self.task.eval_metrics({name: 1.0 for name in sums})
     if metric not in names:
       raise ValueError(f"train.best_metric={metric!r} is not an evaluation metric of the "
