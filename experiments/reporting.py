@@ -22,6 +22,7 @@ if str(REPO) not in sys.path:
 
 from minrnn.kernels import benchmarking  # noqa: E402  (after making the repository importable)
 from minrnn.training.metrics import read_metrics, series  # noqa: E402
+from minrnn.training.workdir import config_changes  # noqa: E402
 
 
 def add_run_arguments(parser) -> None:
@@ -73,10 +74,37 @@ def train_run(config, workdir: str | pathlib.Path) -> dict[str, Any]:
       "step": result["step"],
       "num_steps": config.train.num_steps,
       "completed": result["completed"],
+      "stopped_early": result["stopped_early"],
       "eval": result["eval"],
+      "best": result["best"],
       "wall_s": wall_s,
       "run": pathlib.Path(workdir).name,  # The run's folder inside --workdir.
   }
+
+
+# Settings that do not change what a run computes: left out when a run is compared with the
+# paper's protocol.
+BOOKKEEPING = ("train.progress_bar", "train.tensorboard", "train.log_every",
+               "train.checkpoint_every", "train.keep_checkpoints", "train.stop_at_step",
+               "data.dir", "data.download", "data.cache_dir", "mesh.")
+
+
+def protocol_differences(config, paper_config) -> list[str]:
+  """`key: ours (paper: theirs)` for every setting of `config` that differs from
+  `paper_config`, the config of the paper's protocol for the same model (bookkeeping left
+  out); [] when the run follows the protocol."""
+  changes = config_changes(paper_config.to_dict(), config.to_dict())
+  return [f"{key} {new!r} (paper: {old!r})" for key, (old, new) in changes.items()
+          if not key.startswith(BOOKKEEPING)]
+
+
+def protocol_label(differences: list[str], run: dict[str, Any]) -> str:
+  """"paper protocol", or "reduced" with what differs; "partial" when the run has not reached
+  its last step (and did not stop early)."""
+  label = "paper protocol" if not differences else "reduced"
+  if not run["completed"]:
+    label += f", partial ({run['step']:,} of {run['num_steps']:,} steps)"
+  return label
 
 
 def fmt(value: float | None, digits: int = 3) -> str:

@@ -100,3 +100,28 @@ def test_selective_copy_rows_hold_the_copy_task():
 def test_selective_copy_rejects_bad_settings():
   with pytest.raises(ValueError, match="num_tokens"):
     SelectiveCopy(batch_size=2, seq_len=4, num_tokens=5, vocab_size=16, seed=0, eval_batches=1)
+
+
+def test_selective_copy_has_fixed_validation_and_test_sets():
+  """The official minRNN code's fixed sets: validation from seed 0, test from seed 1, the same
+  for every training seed, apart from each other and from the training batches."""
+  def source(seed, **seeds):
+    return SelectiveCopy(batch_size=4, seq_len=16, num_tokens=3, vocab_size=16, seed=seed,
+                         eval_batches=3, **seeds)
+
+  def rows(batches):
+    return [b["inputs"] for b in batches]
+
+  a, b = source(0), source(7)
+  for split in ("valid", "test"):
+    np.testing.assert_array_equal(rows(a.eval_batches(split)), rows(b.eval_batches(split)))
+    assert len(rows(a.eval_batches(split))) == 3
+  valid, test = rows(a.eval_batches("valid")), rows(a.eval_batches("test"))
+  train = np.concatenate([a.train_batch(s)["inputs"] for s in range(200)])
+  for fixed in (valid, test):
+    assert not any((row == train).all(axis=1).any() for batch in fixed for row in batch)
+  assert not np.array_equal(valid, test)
+  np.testing.assert_array_equal(rows(source(0, val_seed=5).eval_batches("test")), test)
+  assert not np.array_equal(rows(source(0, val_seed=5).eval_batches("valid")), valid)
+  with pytest.raises(ValueError, match="evaluation splits .*'valid', 'test'.*got 'eval'"):
+    next(a.eval_batches("eval"))

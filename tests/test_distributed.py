@@ -7,7 +7,8 @@ they run in subprocesses (this file run as a script) that print JSON; the tests 
   reference), `data=8`, `data=4 x model=2` and `data=2 x sequence=4` (sequence-parallel scan),
   and saves an Orbax checkpoint of the sharded `data=4 x model=2` run;
 - the same process runs the training loop itself (`minrnn.train.train`, a tiny selective-copy
-  run with dropout) on meshes `data=8` and `data=2 x sequence=4`, stopping halfway, and a
+  run with dropout and 2 accumulated micro-batches a step) on meshes `data=8` and
+  `data=2 x sequence=4`, stopping halfway, and a
   long-context run (recurrent state carried between batches) on `data=2 x sequence=4`;
 - two processes with 2 devices each, joined by `jax.distributed` on 127.0.0.1, train the same
   steps on a `data=4` mesh, then run the training loop in one shared workdir.
@@ -153,6 +154,7 @@ def _loop_config(mesh: dict | None = None, stop_at_step: int | None = None):
   config.model.num_layers = 1
   config.model.mlp_expansion = 2
   config.model.dropout = 0.1
+  config.train.grad_accum_steps = 2  # Micro-batches split the global batch on every mesh.
   config.train.num_steps = _LOOP_STEPS
   config.train.stop_at_step = stop_at_step
   config.train.warmup_steps = 1

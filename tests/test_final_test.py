@@ -70,8 +70,9 @@ def test_the_command_scores_the_best_checkpoint_and_changes_nothing_else(
     assert math.isfinite(metrics["bits_per_token"])
     assert metrics["perplexity"] == pytest.approx(math.exp(metrics["loss"]))
   # The training-time evaluation of the same checkpoint, kept for comparison.
-  assert result["best_eval"]["loss"] == pytest.approx(
-      json.loads((workdir / "final_eval.json").read_text())["best_eval_loss"])
+  best = json.loads((workdir / "final_eval.json").read_text())["best"]
+  assert result["step"] == best["step"]
+  assert result["best_eval"]["loss"] == pytest.approx(best["eval"]["loss"])
 
 
 def test_mistakes_are_explained(trained, fixture_data_dir, tmp_path):

@@ -40,7 +40,8 @@ TRAIN = {"stop_at_step": None, "keep_checkpoints": 1, "progress_bar": False,
          "tensorboard": False, "optimizer": "adamw", "weight_decay_on": "matrices",
          "num_steps": 3, "learning_rate": 3e-3, "end_learning_rate": 3e-4, "warmup_steps": 1,
          "weight_decay": 0.1, "b1": 0.9, "b2": 0.99, "grad_clip": 1.0, "log_every": 1,
-         "eval_every": 3, "checkpoint_every": 3}
+         "eval_every": 3, "checkpoint_every": 3, "grad_accum_steps": 1, "best_metric": "loss",
+         "early_stopping_patience": None}
 
 
 def _residual(cell, **overrides):
@@ -65,7 +66,7 @@ def _srupp(**overrides):
 SHAKESPEARE = {"name": "shakespeare", "dir": None, "download": False, "batch_size": 4,
                "seq_len": 16, "eval_batches": 1}
 COPY = {"name": "selective_copy", "batch_size": 8, "seq_len": 12, "num_tokens": 2,
-        "vocab_size": 16, "eval_batches": 1}
+        "vocab_size": 16, "eval_batches": 1, "val_seed": 0, "test_seed": 1}
 FORMAL = {"name": "formal_language", "task": "bucket_sort", "batch_size": 4, "min_len": 1,
           "max_len": 6, "eval_min_len": 6, "eval_max_len": 10, "eval_batches": 1}
 ENWIK8 = {"name": "enwik8", "dir": None, "download": False, "verify_checksum": False,

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from minrnn.training.optimizer import make_optimizer
 from minrnn.training.config import base_config
@@ -90,3 +91,31 @@ def test_unknown_settings_are_clear_errors():
     train[key] = value
     with pytest.raises(ValueError, match=f"train.{key} must be one of"):
       make_optimizer(train)
+
+
+def test_weight_decay_can_skip_the_recurrence_projection(tiny_lm):
+  """`all_but_recurrence` (the official minRNN main.py's groups: no decay on the minRNN's input
+  projection `to_hidden_and_gate`, weight and bias; decay on everything else): with zero
+  gradients, exactly those parameters shrink."""
+  model = tiny_lm("minlstm", features=8, num_layers=1, expansion=2, conv_kernel_size=0,
+                  mlp_expansion=0)
+  # Ones: a bias initialised at zero would not move under decay either.
+  params = jax.tree.map(jnp.ones_like, nnx.state(model, nnx.Param))
+  zeros = jax.tree.map(jnp.zeros_like, params)
+  tx, _ = make_optimizer(_train("adamw", "all_but_recurrence"))
+  updates, _ = tx.update(zeros, tx.init(params), params)
+  moved = {"/".join(map(str, path)): bool(jnp.any(u[...] != 0))
+           for path, u in nnx.to_flat_state(updates)}
+  kept = {"blocks/0/temporal/cell/proj/kernel", "blocks/0/temporal/cell/proj/bias"}
+  assert {name for name, m in moved.items() if not m} == kept
+  assert {name for name, m in moved.items() if m} == {
+      "blocks/0/temporal/to_out/kernel", "blocks/0/temporal/to_out/bias",
+      "blocks/0/temporal_norm/scale", "embed/embedding", "norm/scale"}
+
+
+def test_skipping_the_recurrence_needs_a_recurrence(tiny_lm):
+  params = nnx.state(tiny_lm("transformer", num_layers=1, conv_kernel_size=0,
+                             cell_kwargs={"num_heads": 2}), nnx.Param)
+  tx, _ = make_optimizer(_train("adamw", "all_but_recurrence"))
+  with pytest.raises(ValueError, match="found no recurrent cell's input projection"):
+    tx.init(params)

@@ -31,7 +31,8 @@ from minrnn.training.workdir import ConfigChangedError
 TINY = ("--config.data.seq_len=12", "--config.data.num_tokens=2", "--config.data.batch_size=4",
         "--config.data.eval_batches=1", "--config.model.features=8",
         "--config.model.num_layers=1", "--config.train.warmup_steps=1",
-        "--config.train.progress_bar=False", "--config.train.tensorboard=False")
+        "--config.train.progress_bar=False", "--config.train.tensorboard=False",
+        "--config.model.dropout=0.0", "--config.train.early_stopping_patience=None")
 
 
 def _files(workdir: pathlib.Path) -> dict[str, str]:
@@ -62,7 +63,8 @@ def finished(tmp_path_factory):
     ("unknown cell", ["--config.model.cell=mingur"], "Unknown temporal layer 'mingur'"),
     ("bad scan path", ["--config.model.implementation=pallas_fast"],
      "Unknown linear-scan implementation 'pallas_fast'"),
-    ("bad width", ["--config.model.cell=transformer", "--config.model.cell_kwargs.num_heads=3"],
+    ("bad width", ["--config.model.cell=transformer", "--config.model.expansion=None",
+                   "--config.model.cell_kwargs.num_heads=3"],
      "must split into num_heads=3 heads"),
     ("misspelled key", ["--config.train.num_stpes=5"], "Did you mean train.num_steps"),
     ("wrong type", ["--config.train.num_steps=many"], "Bad value for train.num_steps"),

@@ -47,7 +47,9 @@ def test_loss_falls_and_outputs_are_written(tiny_run, tmp_path):
   assert losses[-1] < losses[0] - 0.5
   assert result["eval"]["loss"] < 3.0
   assert result["completed"] and result["step"] == 100
-  assert result["eval"]["loss"] == pytest.approx(result["best_eval_loss"], rel=1e-6)
+  best = result["best"]
+  assert best["metric"] == "loss" and best["step"] == 100
+  assert result["eval"]["loss"] == pytest.approx(best["value"], rel=1e-6)
   # A character LM reports no sequence accuracy: it means nothing for it.
   assert set(result["eval"]) == {"loss", "bits_per_token", "accuracy"}
   for name in ("config.json", "final_eval.json", "loss_curve.png"):

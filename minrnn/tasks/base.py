@@ -2,10 +2,14 @@
 defaults.
 
 A task supplies its batches (`train_batch`, `eval_batches`), builds its model (`build_model`),
-and says how to score it: `loss` for training, `eval_sums` summed over an evaluation split and
-turned into metrics by `eval_metrics`, and `final_evaluation` once at the end (rollouts, for
-offline RL). Every method is always present; the defaults below are next-token cross-entropy
-through the model's `target_log_probs`, so a language-modelling task only provides data.
+and says how to score it: `loss` for training (a sum and the weight it is averaged over, so that
+a batch split into micro-batches averages exactly as the whole batch does), `eval_sums` summed
+over an evaluation split and turned into metrics by `eval_metrics`, and `final_evaluation` once
+at the end (rollouts, for offline RL). Every method is always present; the defaults below are
+next-token cross-entropy through the model's `target_log_probs`, so a language-modelling task
+only provides data. Every task's metrics include `loss`; `higher_is_better` names the metrics
+for which a larger value is the better one (the rest: smaller), for choosing the best
+checkpoint by any of them.
 
 Tasks with `carries_state` (long streams cut into segments) train by truncated
 backpropagation through time: the loop hands `loss` and `eval_sums` the model state after the
@@ -62,6 +66,7 @@ class Task(abc.ABC):
     headline: the metric that summarises a run (plots and the final summary).
     sequence_accuracy: report the share of rows with every scored token right.
     vocab: the text vocabulary of text tasks (saved with a run, for sampling), else None.
+    higher_is_better: the metrics of `eval_metrics` where larger is better.
   """
 
   name: str
@@ -73,6 +78,7 @@ class Task(abc.ABC):
   headline: str = "loss"
   sequence_accuracy: bool = False
   vocab: TextVocab | None = None
+  higher_is_better: frozenset[str] = frozenset({"accuracy", "sequence_accuracy"})
 
   @abc.abstractmethod
   def train_batch(self, step: int) -> Batch:
@@ -92,11 +98,12 @@ class Task(abc.ABC):
     return build_language_model(model, self.vocab_size, seed, implementation)
 
   def loss(self, model: nnx.Module, batch: dict[str, jax.Array], model_state: Any,
-           rngs: nnx.Rngs) -> tuple[jax.Array, Any]:
-    """`(loss, state)`: mean cross-entropy (nats) over the scored positions, and the model
-    state after the batch."""
+           rngs: nnx.Rngs) -> tuple[dict[str, jax.Array], Any]:
+    """`(sums, state)`: float32 scalars `sums["loss"]`, the cross-entropy (nats) summed over
+    the scored positions, and `sums["weight"]`, what it is averaged over (the training loss is
+    `loss / max(weight, 1)`); the model state after the batch."""
     sums, new_state, _ = target_sums(model, batch, model_state, rngs)
-    return sums["loss"] / jnp.maximum(sums["weight"], 1.0), new_state
+    return {"loss": sums["loss"], "weight": sums["weight"]}, new_state
 
   def eval_sums(self, model: nnx.Module, batch: dict[str, jax.Array],
                 model_state: Any) -> tuple[dict[str, jax.Array], Any]:

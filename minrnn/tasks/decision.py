@@ -68,8 +68,7 @@ class DecisionTask(Task):
     return predicted
 
   def loss(self, model, batch, model_state, rngs: nnx.Rngs):
-    sums = action_error_sums(self._predict(model, batch, rngs), batch)
-    return sums["loss"] / jnp.maximum(sums["weight"], 1.0), model_state
+    return action_error_sums(self._predict(model, batch, rngs), batch), model_state
 
   def eval_sums(self, model, batch, model_state):
     return action_error_sums(self._predict(model, batch), batch), model_state

@@ -27,11 +27,15 @@ class TokenTask(Task):
       success metric of selective copying).
     headline: the metric that summarises a run.
     describe: what the results record about the data (e.g. which split was used).
+    eval_splits: the source's evaluation splits, the first evaluated during training (the
+      source's `eval_batches(split)` takes one of them); None: it has one, and its
+      `eval_batches()` takes no argument.
   """
 
   def __init__(self, source: Any, *, vocab: TextVocab | None = None,
                sequence_accuracy: bool = False, headline: str = "loss",
-               describe: dict[str, Any] | None = None):
+               describe: dict[str, Any] | None = None,
+               eval_splits: tuple[str, ...] | None = None):
     self.source = source
     self.vocab = vocab
     self.headline = headline
@@ -40,15 +44,19 @@ class TokenTask(Task):
     self.batch_size = self.eval_batch_size = source.batch_size
     self.sequence_accuracy = sequence_accuracy
     self._describe = dict(describe or {})
+    self._named_splits = eval_splits is not None
+    if self._named_splits:
+      self.eval_splits = tuple(eval_splits)
 
   def train_batch(self, step: int) -> Batch:
     return self.source.train_batch(step)
 
   def eval_batches(self, split: str | None = None) -> Iterator[Batch]:
-    if split not in (None, self.eval_splits[0]):
-      raise ValueError(f"The {self.name} task has one evaluation split, {self.eval_splits[0]!r}; "
-                       f"got {split!r}.")
-    return self.source.eval_batches()
+    split = self.eval_splits[0] if split is None else split
+    if split not in self.eval_splits:
+      raise ValueError(f"The {self.name} task has the evaluation splits "
+                       f"{', '.join(map(repr, self.eval_splits))}; got {split!r}.")
+    return self.source.eval_batches(split) if self._named_splits else self.source.eval_batches()
 
   def decode(self, ids) -> str:
     return self.source.decode(ids)

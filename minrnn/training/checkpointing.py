@@ -2,10 +2,11 @@
 
 A run's workdir holds two checkpoint directories:
   - `checkpoints/`: the most recent `keep` checkpoints; training resumes from the newest;
-  - `best/`: the one checkpoint with the lowest evaluation loss so far.
+  - `best/`: the one checkpoint with the best evaluation metric so far (`train.best_metric`).
 
 Each checkpoint has two items: `state` (a pytree of arrays: parameters and optimizer state)
-and `meta` (JSON: step, metrics, best evaluation loss). Saves are synchronous, a directory is
+and `meta` (JSON: step, the best evaluation so far and how long ago it was, or the metrics of
+the best checkpoint). Saves are synchronous, a directory is
 created by its first save (opening one writes nothing), and a save Orbax declines (that step is
 already saved) is reported, never silent. A checkpoint that cannot be restored raises
 `CheckpointError` naming the parameters that differ from the model's; nothing is deleted.
@@ -128,5 +129,7 @@ class Checkpoints:
     return restored.state, dict(restored.meta)
 
   def close(self) -> None:
+    """Closes the directory; a later call opens it again."""
     if self._manager is not None:
       self._manager.close()
+      self._manager = None

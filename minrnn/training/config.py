@@ -26,8 +26,12 @@ _REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 def base_config() -> config_dict.ConfigDict:
-  """A config holding `mesh`, the loop's keys under `train` that are not hyper-parameters, and
-  the optimizer's kind (AdamW on matrices unless a config says otherwise)."""
+  """A config holding `mesh`, the loop's keys under `train` that are not hyper-parameters, the
+  optimizer's kind (AdamW on matrices unless a config says otherwise), gradient accumulation,
+  and how the best checkpoint is chosen and the run stopped early.
+
+  Sources: [ours] choices of this codebase.
+  """
   config = config_dict.ConfigDict()
   # The device mesh; `-1` takes the devices the other axes leave.
   config.mesh = config_dict.ConfigDict(distributed.MESH_DEFAULTS)
@@ -40,6 +44,15 @@ def base_config() -> config_dict.ConfigDict:
   # follow another recipe set their own.
   config.train.optimizer = "adamw"
   config.train.weight_decay_on = "matrices"
+  # [ours] `data.batch_size` is the whole batch; it is split into this many micro-batches whose
+  # gradients are averaged into one update (`minrnn.training.steps.make_train_step`).
+  config.train.grad_accum_steps = 1
+  # [ours] The evaluation metric that picks the `best/` checkpoint (and that early stopping
+  # watches); `final_eval.json` reports its best value, step, and the other splits there.
+  config.train.best_metric = "loss"
+  # [ours] None: train to num_steps. A number: stop after that many evaluations in a row
+  # without a better `best_metric` (`minrnn.training.selection`).
+  config.train.early_stopping_patience = config_dict.placeholder(int)
   return config
 
 

@@ -10,11 +10,19 @@ checkpoint to resume from, and the config against the one the run was trained wi
 workdir stays byte-identical and a new one is not created.
 
 The workdir receives `config.json`, `vocab.json` (text tasks), `metrics.jsonl` and
-`tensorboard/` (flushed at every log), `checkpoints/` (the last few) and `best/` (lowest
-evaluation loss), `final_eval.json` and `loss_curve.png`. Batches and dropout keys are pure
-functions of `(seed, step)`, so a run that is stopped and resumed computes exactly the losses of
-one that never stopped. `train.stop_at_step` stops early on purpose; SIGTERM and SIGINT stop
-after the step in flight with a checkpoint (`minrnn.training.preemption`).
+`tensorboard/` (flushed at every log), `checkpoints/` (the last few) and `best/` (the best
+evaluation by `train.best_metric`, default the loss), `final_eval.json` and `loss_curve.png`.
+Batches and dropout keys are pure functions of `(seed, step)`, so a run that is stopped and
+resumed computes exactly the losses of one that never stopped. `train.stop_at_step` stops early
+on purpose; `train.early_stopping_patience` ends the run after that many evaluations without a
+better one (`minrnn.training.selection`); SIGTERM and SIGINT stop after the step in flight with
+a checkpoint (`minrnn.training.preemption`). `train.grad_accum_steps` splits every batch into
+micro-batches whose gradients make one update (`minrnn.training.steps.make_train_step`).
+
+`final_eval.json` holds the last evaluation (`eval`, and `splits` for the task's other
+evaluation splits, with the final parameters) and `best`: the best evaluation's metric, value,
+step and metrics, and the other splits scored with the best checkpoint's parameters (a test
+split evaluated at the checkpoint chosen on the validation split).
 
 The task (`minrnn.tasks`) builds the model and scores it; the loop only calls its interface.
 Tasks that carry state between batches (long-context language modelling) train by truncated
@@ -32,8 +40,8 @@ checkpoints into the shared workdir, process 0 alone writes the other outputs.
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import math
 import pathlib
 import platform
 import shutil
@@ -52,6 +60,7 @@ from minrnn.training.checkpointing import CheckpointError, Checkpoints
 from minrnn.training.metrics import METRICS_FILE, MetricsWriter, read_metrics
 from minrnn.training.plots import plot_run
 from minrnn.training.preemption import Preempted, Preemption
+from minrnn.training.selection import Selection
 from minrnn.training.steps import (
     TrainState,
     create_state,
@@ -91,6 +100,7 @@ def prepare(config: Any, workdir: str | pathlib.Path, *,
   run = Run(config, Workdir(workdir), task, state)
   try:
     run.check_step()
+    run.check_best_metric()
     resuming = run.checkpoints.latest_step() is not None
     run.changes = run.workdir.check_config(config.to_dict(), resuming, accept_config_changes)
     run.restore()
@@ -105,8 +115,8 @@ def train(config: Any, workdir: str | pathlib.Path, *,
   """Trains (or resumes) the run described by `config` in `workdir`.
 
   Returns:
-    The final evaluation: `{"step", "completed", "eval": {...}, "best_eval_loss", ...}`, also
-    written to `workdir/final_eval.json`.
+    The final evaluation: `{"step", "completed", "stopped_early", "eval": {...}, "best": {...},
+    ...}` (see the module docstring), also written to `workdir/final_eval.json`.
   """
   return prepare(config, workdir, accept_config_changes=accept_config_changes).train()
 
@@ -116,13 +126,16 @@ class Run:
 
   def __init__(self, config: Any, workdir: Workdir, task: Task, state: TrainState):
     self.config, self.workdir, self.task, self.state = config, workdir, task, state
-    self.checkpoints = Checkpoints(workdir / CHECKPOINT_DIR, keep=config.train.keep_checkpoints)
+    tc = config.train
+    self.train_step = make_train_step(state, task, tc.grad_accum_steps)
+    self.eval_step = make_eval_step(state, task)
+    self.selection = Selection(tc.best_metric, tc.best_metric in task.higher_is_better,
+                               tc.early_stopping_patience)
+    self.checkpoints = Checkpoints(workdir / CHECKPOINT_DIR, keep=tc.keep_checkpoints)
     self.best = Checkpoints(workdir / BEST_DIR, keep=1)
     self.model_state = (initial_model_state(state, task.batch_size) if task.carries_state
                         else None)
-    self.train_step = make_train_step(state, task)
-    self.eval_step = make_eval_step(state, task)
-    self.start, self.best_loss, self.changes = 0, math.inf, {}
+    self.start, self.changes = 0, {}
     # Every process trains and saves checkpoints; process 0 alone writes the other outputs.
     self.main_process = jax.process_index() == 0
 
@@ -130,6 +143,24 @@ class Run:
     """Traces one training step abstractly: shape and scan-path mistakes surface here."""
     self.train_step.shapes(self.state.params, self.state.opt_state, self.task.train_batch(0),
                            jax.random.key(0), self.model_state)
+
+  def check_best_metric(self) -> None:
+    """`train.best_metric` must be one of the task's evaluation metrics (every task reports
+    `loss`; the others are found from one evaluation batch, traced abstractly)."""
+    metric = self.selection.metric
+    if metric == "loss":
+      return
+    batch = next(iter(self.task.eval_batches()), None)
+    if batch is None:
+      raise ValueError(f"The {self.task.name} task has no evaluation batches to choose the best "
+                       "checkpoint by; check data.eval_batches.")
+    model_state = (initial_model_state(self.state, self.task.eval_batch_size)
+                   if self.task.carries_state else None)
+    sums, _ = self.eval_step.shapes(self.state.params, batch, model_state)
+    names = self.task.eval_metrics({name: 1.0 for name in sums})
+    if metric not in names:
+      raise ValueError(f"train.best_metric={metric!r} is not an evaluation metric of the "
+                       f"{self.task.name} task; choose one of {', '.join(sorted(names))}.")
 
   def tree(self) -> dict[str, Any]:
     tree = self.state.checkpoint_tree()
@@ -154,7 +185,8 @@ class Run:
     if self.task.carries_state:
       self.model_state = jax.tree.unflatten(jax.tree.structure(self.model_state),
                                             tree["model_state"])
-    self.start, self.best_loss = meta["step"], meta["best_eval_loss"]
+    self.start = meta["step"]
+    self.selection.restore(meta)
 
   def _check_best(self) -> None:
     """A damaged `best/` checkpoint is moved aside (and reported), so the next evaluation
@@ -169,19 +201,20 @@ class Run:
       aside = self.workdir / f"{BEST_DIR}.damaged.{int(time.time())}"
       shutil.move(str(self.best.directory), aside)
       self.best = Checkpoints(self.workdir / BEST_DIR, keep=1)
-      self.best_loss = math.inf
+      self.selection.forget_best()
       print(f"The best checkpoint could not be read; moved it to {aside}. The next evaluation "
             f"saves a new one. ({str(e).splitlines()[0]})")
 
   def save(self, step: int) -> None:
-    self.checkpoints.save(step, self.tree(), {"step": step, "best_eval_loss": self.best_loss})
+    self.checkpoints.save(step, self.tree(), {"step": step, **self.selection.meta()})
 
   def close(self) -> None:
     self.checkpoints.close()
     self.best.close()
 
   def train(self) -> dict[str, Any]:
-    """Trains from the restored step to `train.stop_at_step` (or the end), then evaluates."""
+    """Trains from the restored step to `train.stop_at_step` (or the end, or until the
+    patience runs out), then evaluates."""
     if self.main_process:
       self.workdir.record_config(self.config.to_dict(), self.changes, self.start)
       if self.task.vocab is not None:
@@ -191,25 +224,31 @@ class Run:
       print(f"Resuming from step {self.start} ({self.checkpoints.directory}).")
     tc = self.config.train
     stop = tc.num_steps if tc.stop_at_step is None else min(tc.stop_at_step, tc.num_steps)
+    if self.selection.stopped:
+      print(f"The run stopped early at step {self.start}: {self.selection.evals_since_best} "
+            f"evaluations without a better {self.selection.metric}.")
+      stop = self.start
     writer = (MetricsWriter(self.workdir.path, tensorboard=tc.tensorboard,
                             resume_step=self.start) if self.main_process else None)
     try:
       with Preemption() as preemption:
-        last_eval = self._loop(stop, writer, preemption)
+        final_step, last_eval = self._loop(stop, writer, preemption)
+      return self._finish(final_step, last_eval)
     finally:
       if writer:
         writer.close()
       self.close()
-    return self._finish(max(self.start, stop), last_eval)
 
   def _loop(self, stop: int, writer: MetricsWriter | None, preemption: Preemption):
-    """The steps; returns `(step, metrics)` of the last evaluation (None if none ran)."""
+    """The steps; returns the step reached and `(step, metrics)` of the last evaluation (None
+    if none ran)."""
     tc, state, task = self.config.train, self.state, self.task
     dropout_root = jax.random.key(self.config.seed)
     progress = tqdm(total=tc.num_steps, initial=self.start,
                     disable=not (tc.progress_bar and self.main_process), unit="step",
                     dynamic_ncols=True)
     tokens_since, time_since, last_eval = 0, time.perf_counter(), None
+    done = max(self.start, stop)
     try:
       for step in range(self.start, stop):
         batch = task.train_batch(step)
@@ -234,32 +273,54 @@ class Run:
         if done % tc.eval_every == 0 or done == tc.num_steps:
           last_eval = (done, self._evaluate(done, writer))
           time_since = time.perf_counter()  # Time spent evaluating is not throughput.
-        if done % tc.checkpoint_every == 0 or done == stop or preemption.requested:
+        stopping = self.selection.stopped
+        if (done % tc.checkpoint_every == 0 or done == stop or preemption.requested
+            or stopping):
           self.save(done)
         if preemption.requested:
           raise Preempted(preemption.signum, done, str(self.checkpoints.directory))
+        if stopping:
+          print(f"Stopping early at step {done}: {self.selection.evals_since_best} "
+                f"evaluations without a better {self.selection.metric}.")
+          break
     finally:
       progress.close()
-    return last_eval
+    return done, last_eval
 
   def _evaluate(self, done: int, writer: MetricsWriter | None) -> dict[str, float]:
     metrics = evaluate(self.eval_step, self.state, self.task)
     if writer:
       writer.write(done, "eval", metrics)
-    if metrics["loss"] < self.best_loss:
-      self.best_loss = metrics["loss"]
+    if self.selection.update(metrics):
       self.best.save(done, self.state.checkpoint_tree(),
-                     {"step": done, "best_eval_loss": self.best_loss, "eval": metrics})
+                     {"step": done, "metric": self.selection.metric, "eval": metrics})
     return metrics
+
+  def _best(self, final_step: int, final_splits: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The best evaluation and, for tasks with more splits, those splits scored with the best
+    checkpoint's parameters (None before any evaluation)."""
+    step = self.best.latest_step()
+    if step is None:
+      return None
+    tree, meta = self.best.restore(step, self.state.checkpoint_tree())
+    metric = self.selection.metric
+    best = {"metric": metric, "value": meta["eval"][metric], "step": step, "eval": meta["eval"]}
+    if final_splits is not None:
+      at_best = dataclasses.replace(self.state, params=tree["params"])
+      best["splits"] = (final_splits if step == final_step else
+                        {split: evaluate(self.eval_step, at_best, self.task, split)
+                         for split in self.task.eval_splits[1:]})
+    return best
 
   def _finish(self, final_step: int, last_eval) -> dict[str, Any]:
     run_eval = lambda split=None: evaluate(self.eval_step, self.state, self.task, split)
     eval_metrics = last_eval[1] if last_eval and last_eval[0] == final_step else run_eval()
+    stopped_early = self.selection.stopped
     result = {
         "step": final_step,
-        "completed": final_step >= self.config.train.num_steps,
+        "completed": final_step >= self.config.train.num_steps or stopped_early,
+        "stopped_early": stopped_early,
         "eval": eval_metrics,
-        "best_eval_loss": self.best_loss if math.isfinite(self.best_loss) else None,
         "task": self.task.name,
         "cell": self.config.model.cell,
         "headline": self.task.headline,
@@ -267,6 +328,7 @@ class Run:
     }
     if len(self.task.eval_splits) > 1:
       result["splits"] = {split: run_eval(split) for split in self.task.eval_splits[1:]}
+    result["best"] = self._best(final_step, result.get("splits"))
     if self.task.describe():
       result["data"] = self.task.describe()  # Which source and split the numbers are of.
     final = self.task.final_evaluation(self.state.model())
@@ -282,13 +344,21 @@ class Run:
 
 def summary(result: dict[str, Any], workdir: pathlib.Path) -> str:
   """The lines the command line prints at the end of a run."""
-  state = "finished" if result["completed"] else "stopped early (resume by running again)"
+  state = ("stopped early: no better evaluation within the patience"
+           if result.get("stopped_early") else
+           "finished" if result["completed"] else "stopped before the end (resume by running "
+           "again)")
   metrics = ", ".join(f"{k} {v:.4g}" for k, v in result["eval"].items())
   final = result.get("final_evaluation") or {}
   score = (f" Normalised score {final['normalized_score']:.1f}."
            if "normalized_score" in final else "")
   splits = "".join(f"; {name}: " + ", ".join(f"{k} {v:.4g}" for k, v in m.items())
                    for name, m in result.get("splits", {}).items())
+  best = result.get("best")
+  if best:
+    at_best = "".join(f"; {name} there: " + ", ".join(f"{k} {v:.4g}" for k, v in m.items())
+                      for name, m in best.get("splits", {}).items())
+    score += f"\nBest eval {best['metric']} {best['value']:.4g} at step {best['step']}{at_best}."
   return (f"Step {result['step']} ({state}): eval {metrics}{splits}.{score}\n"
           f"Outputs in {workdir.resolve()}: config.json, {METRICS_FILE}, tensorboard/, "
           f"{CHECKPOINT_DIR}/, {BEST_DIR}/, {FINAL_EVAL_FILE}, {workdir_lib.LOSS_CURVE_FILE}.")

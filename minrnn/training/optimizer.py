@@ -3,13 +3,16 @@ decoupled weight decay, on a warmup-then-cosine learning-rate schedule.
 
 `train.optimizer` picks the update rule: `"adamw"`, or `"radam"` (Liu et al., 2020, arXiv
 1908.03265), which the official SRU++ scripts use. `train.weight_decay_on` picks what decays:
-`"matrices"` (projections, embeddings, conv taps; not norm scales or biases) or `"all"`
-parameters, as the official SRU++ scripts do.
+`"matrices"` (projections, embeddings, conv taps; not norm scales or biases), `"all"`
+parameters, as the official SRU++ scripts do, or `"all_but_recurrence"`: every parameter except
+the recurrence's input projection (the minRNN cells' `cell/proj` kernel and bias), as the
+official minRNN `main.py` groups them (no decay on its `to_hidden_and_gate`).
 """
 
 from __future__ import annotations
 
 import logging
+import types
 from typing import Any
 
 import jax
@@ -18,7 +21,8 @@ import optax
 
 def learning_rate_schedule(train: Any) -> optax.Schedule:
   """Linear warmup from 0 to `learning_rate` over `warmup_steps`, then cosine decay to
-  `end_learning_rate` at `num_steps`.
+  `end_learning_rate` at `num_steps` (`warmup_steps = 0` and `end_learning_rate =
+  learning_rate`: a constant rate).
 
   A warmup as long as the whole run (a paper config shortened with `--config.train.num_steps`)
   is cut to a tenth of the run, with a warning.
@@ -38,11 +42,40 @@ def learning_rate_schedule(train: Any) -> optax.Schedule:
 
 
 OPTIMIZERS = ("adamw", "radam")
-WEIGHT_DECAY_ON = ("matrices", "all")
+# The path of a recurrent cell's input projection inside a model's parameters.
+RECURRENCE_PROJECTION = ("cell", "proj")
 
 
 def _decay_matrices(params):
   return jax.tree.map(lambda p: p.ndim >= 2, params)
+
+
+def _names(path) -> tuple[str, ...]:
+  return tuple(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
+
+
+def _in_recurrence_projection(path) -> bool:
+  names, n = _names(path), len(RECURRENCE_PROJECTION)
+  return any(names[i:i + n] == RECURRENCE_PROJECTION for i in range(len(names) - n + 1))
+
+
+def _decay_all_but_recurrence(params):
+  """True for every parameter outside the recurrent cells' input projections; a model without
+  one is an error (the setting would decay everything, which is what "all" says)."""
+  mask = jax.tree_util.tree_map_with_path(lambda path, _: not _in_recurrence_projection(path),
+                                          params)
+  if all(jax.tree.leaves(mask)):
+    raise ValueError(
+        "train.weight_decay_on='all_but_recurrence' found no recurrent cell's input projection "
+        f"(parameters under {'/'.join(RECURRENCE_PROJECTION)}) in the model; use 'all' or "
+        "'matrices' for this model.")
+  return mask
+
+
+# `train.weight_decay_on` -> the mask of the parameters that decay (None: all of them).
+_DECAY_MASKS = types.MappingProxyType({"matrices": _decay_matrices, "all": None,
+                                       "all_but_recurrence": _decay_all_but_recurrence})
+WEIGHT_DECAY_ON = tuple(_DECAY_MASKS)
 
 
 def make_optimizer(train: Any) -> tuple[optax.GradientTransformation, optax.Schedule]:
@@ -53,7 +86,7 @@ def make_optimizer(train: Any) -> tuple[optax.GradientTransformation, optax.Sche
     raise ValueError(f"train.weight_decay_on must be one of {WEIGHT_DECAY_ON}, got "
                      f"{train.weight_decay_on!r}.")
   schedule = learning_rate_schedule(train)
-  mask = _decay_matrices if train.weight_decay_on == "matrices" else None
+  mask = _DECAY_MASKS[train.weight_decay_on]
   if train.optimizer == "adamw":
     update = optax.adamw(schedule, b1=train.b1, b2=train.b2, weight_decay=train.weight_decay,
                          mask=mask)

@@ -112,7 +112,33 @@ def _jit(step, shardings: distributed.TrainShardings | None, layout, *, batch_ar
   return _Step(jitted, shardings.put_batch, batch_arg)
 
 
-def make_train_step(state: TrainState, task: Task):
+def _mean(sums: dict[str, jax.Array]) -> jax.Array:
+  """The training loss of `Task.loss`'s sums: float32 `loss / max(weight, 1)`."""
+  return sums["loss"] / jnp.maximum(sums["weight"], 1.0)
+
+
+def _micro_batches(tree: Any, steps: int, batch_size: int, what: str) -> Any:
+  """Every leaf `(batch, ...)` as `(steps, batch // steps, ...)`: micro-batch `i` holds rows
+  `i, i + steps, i + 2 * steps, ...`, so each device's rows of a batch split over the mesh's
+  `data` axis fall evenly into every micro-batch."""
+  def split(x):
+    if x.ndim == 0 or x.shape[0] != batch_size:
+      raise ValueError(f"Gradient accumulation splits every array of the {what} along its "
+                       f"first axis, the batch of {batch_size}; got one of shape {x.shape}.")
+    x = x.reshape(batch_size // steps, steps, *x.shape[1:])
+    return jnp.swapaxes(x, 0, 1)
+  return jax.tree.map(split, tree)
+
+
+def _whole_batch(tree: Any) -> Any:
+  """The inverse of `_micro_batches`."""
+  def join(x):
+    x = jnp.swapaxes(x, 0, 1)
+    return x.reshape(x.shape[0] * x.shape[1], *x.shape[2:])
+  return jax.tree.map(join, tree)
+
+
+def make_train_step(state: TrainState, task: Task, grad_accum_steps: int = 1):
   """A jitted `(params, opt_state, batch, dropout_key, model_state) -> (params, opt_state,
   metrics, model_state)` of `task.loss`.
 
@@ -120,16 +146,55 @@ def make_train_step(state: TrainState, task: Task):
   segment of truncated backpropagation through time; the returned state has its gradient
   stopped), else None and None comes back. On a mesh, `model_state` keeps the layout it comes
   with (see `distributed.carry_shardings`).
+
+  With `grad_accum_steps = k > 1` the batch (and the model state, batch-major like every
+  state) is split into k micro-batches (`_micro_batches`) whose gradients are computed one
+  after the other and combined before the one update: each micro-batch's mean loss and gradient
+  weighted by its share of the batch's total weight, which is the whole batch's mean loss and
+  its gradient even when the micro-batches hold different numbers of scored positions.
+  Micro-batch `i` draws its dropout from `fold_in(dropout_key, i)`, so its masks differ from
+  the whole batch's; without dropout the step equals the whole batch's up to rounding.
   """
   graphdef, rest, tx = state.graphdef, state.rest, state.tx
+  if grad_accum_steps < 1 or task.batch_size % grad_accum_steps:
+    raise ValueError(
+        f"train.grad_accum_steps={grad_accum_steps} must be a positive divisor of the batch "
+        f"size {task.batch_size} (data.batch_size is the whole batch, split into that many "
+        "micro-batches); change one of them.")
 
-  def train_step(params, opt_state, batch, dropout_key, model_state):
+  def value_and_grad(params, batch, dropout_key, model_state):
     def loss_fn(params):
       model = nnx.merge(graphdef, params, rest)
-      loss, new_state = task.loss(model, batch, model_state, nnx.Rngs(dropout=dropout_key))
-      return loss, (None if model_state is None else new_state)
+      sums, new_state = task.loss(model, batch, model_state, nnx.Rngs(dropout=dropout_key))
+      return _mean(sums), (sums["weight"], None if model_state is None else new_state)
+    return jax.value_and_grad(loss_fn, has_aux=True)(params)
 
-    (loss, new_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+  def accumulated(params, batch, dropout_key, model_state):
+    size = task.batch_size
+    micro = (_micro_batches(batch, grad_accum_steps, size, "batch"),
+             jnp.arange(grad_accum_steps),
+             _micro_batches(model_state, grad_accum_steps, size, "model state"))
+
+    def body(totals, inputs):
+      batch_i, i, state_i = inputs
+      (loss, (weight, new_state)), grads = value_and_grad(
+          params, batch_i, jax.random.fold_in(dropout_key, i), state_i)
+      # Weighted by the micro-batch's weight, then divided by the total below: the whole
+      # batch's mean (a micro-batch with no scored position adds nothing).
+      totals = jax.tree.map(lambda t, x: t + weight * x, totals, {"loss": loss, "grads": grads})
+      return totals, (weight, new_state)
+
+    zeros = {"loss": jnp.zeros((), jnp.float32), "grads": jax.tree.map(jnp.zeros_like, params)}
+    totals, (weights, new_states) = jax.lax.scan(body, zeros, micro)
+    scale = 1.0 / jnp.maximum(jnp.sum(weights), 1.0)
+    totals = jax.tree.map(lambda t: t * scale, totals)
+    new_state = None if model_state is None else _whole_batch(new_states)
+    return (totals["loss"], (None, new_state)), totals["grads"]
+
+  compute = value_and_grad if grad_accum_steps == 1 else accumulated
+
+  def train_step(params, opt_state, batch, dropout_key, model_state):
+    (loss, (_, new_state)), grads = compute(params, batch, dropout_key, model_state)
     updates, opt_state = tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
     metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)}

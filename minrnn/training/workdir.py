@@ -7,10 +7,12 @@
     final_test.json        the final test pass of the best checkpoint (`minrnn.training.final_test`)
 
 Running again in a workdir with checkpoints resumes it. The config may then change only in
-settings that are safe to extend a run with (`SAFE_CHANGES`: the step budget, logging,
-evaluation and checkpoint frequency, where the data lives, the device mesh; and the sections of
-`SAFE_SECTIONS`, which no training step reads); any other change is refused with the
-list of changed keys, unless the caller accepts it explicitly. An accepted change is appended to
+settings that are safe to extend a run with (`SAFE_CHANGES`: the step budget and the early
+stopping patience, logging, evaluation and checkpoint frequency, where the data lives, the device
+mesh; and the sections of `SAFE_SECTIONS`, which no training step reads); any other change is
+refused with the list of changed keys, unless the caller accepts it explicitly. Gradient
+accumulation is not safe to change: the micro-batches draw other dropout masks and round
+differently, so the resumed run would not be the run it extends. An accepted change is appended to
 `config_history.jsonl`, so no earlier setting is lost.
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import datetime
 import json
 import pathlib
+import types
 from typing import Any, Mapping
 
 CONFIG_FILE = "config.json"
@@ -31,9 +34,11 @@ CHECKPOINT_DIR = "checkpoints"
 BEST_DIR = "best"
 
 # Keys whose change leaves the run it extends the same run (the device mesh too: losses equal
-# one device's, and checkpoints restore on any device count).
+# one device's, and checkpoints restore on any device count). The patience is a step budget
+# like num_steps: a run that goes on with a larger one is the run that never stopped.
 SAFE_CHANGES = frozenset({
-    "train.num_steps", "train.stop_at_step", "train.log_every", "train.eval_every",
+    "train.num_steps", "train.stop_at_step", "train.early_stopping_patience",
+    "train.log_every", "train.eval_every",
     "train.checkpoint_every", "train.keep_checkpoints", "train.progress_bar",
     "train.tensorboard", "data.dir", "data.cache_dir", "data.download", "data.tfds_dir",
     "mesh.data", "mesh.sequence", "mesh.model",
@@ -45,6 +50,11 @@ SAFE_SECTIONS = frozenset({"final_test"})
 def is_safe_change(key: str) -> bool:
   """Whether changing the flattened config key `key` ("a.b") leaves the run the same run."""
   return key in SAFE_CHANGES or key.split(".", 1)[0] in SAFE_SECTIONS
+
+
+# Keys added to the configs after runs were trained without them, with the value that does what
+# the code did before: a saved config that lacks one is not changed by that value.
+ADDED_KEYS = types.MappingProxyType({"train.grad_accum_steps": 1, "train.best_metric": "loss"})
 
 
 class ConfigChangedError(ValueError):
@@ -98,7 +108,9 @@ class Workdir:
     if saved is None:
       return {}
     changes = config_changes(saved, config)
-    unsafe = {k: v for k, v in changes.items() if not is_safe_change(k)}
+    saved_keys = flatten(saved)
+    unsafe = {k: (old, new) for k, (old, new) in changes.items() if not is_safe_change(k)
+              and not (k not in saved_keys and k in ADDED_KEYS and new == ADDED_KEYS[k])}
     if resuming and unsafe and not accept_changes:
       raise ConfigChangedError(
           f"{self.path} holds a run trained with a different config; resuming it would mix "
