@@ -3,8 +3,11 @@ decoupled weight decay, on a warmup-then-cosine learning-rate schedule.
 
 `train.optimizer` picks the update rule: `"adamw"`, or `"radam"` (Liu et al., 2020, arXiv
 1908.03265), which the official SRU++ scripts use. `train.weight_decay_on` picks what decays:
-`"matrices"` (projections, embeddings, conv taps; not norm scales or biases) or `"all"`
-parameters, as the official SRU++ scripts do.
+`"matrices"` (projections, embeddings, conv taps; not norm scales or biases), `"all"`
+parameters, as the official SRU++ scripts and the Decision-Mamba code do, or
+`"all_but_recurrence"`: every parameter but the minRNN cells' input projections (those tagged
+`minrnn.cells.base.RECURRENCE_PROJECTION`), as the official minRNN code's `main.py` leaves
+`to_hidden_and_gate` out of AdamW's decay.
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ from typing import Any
 
 import jax
 import optax
+from flax import nnx
+
+from minrnn.cells.base import RECURRENCE_PROJECTION
 
 
 def learning_rate_schedule(train: Any) -> optax.Schedule:
@@ -38,11 +44,26 @@ def learning_rate_schedule(train: Any) -> optax.Schedule:
 
 
 OPTIMIZERS = ("adamw", "radam")
-WEIGHT_DECAY_ON = ("matrices", "all")
+WEIGHT_DECAY_ON = ("matrices", "all", "all_but_recurrence")
 
 
 def _decay_matrices(params):
   return jax.tree.map(lambda p: p.ndim >= 2, params)
+
+
+def _is_variable(x) -> bool:
+  return isinstance(x, nnx.Variable)
+
+
+def _decay_all_but_recurrence(params):
+  # A bool per Variable: a prefix of the parameters' tree, which optax's masks accept.
+  return jax.tree.map(
+      lambda v: not (_is_variable(v) and v.get_metadata().get(RECURRENCE_PROJECTION, False)),
+      params, is_leaf=_is_variable)
+
+
+_DECAY_MASKS = {"matrices": _decay_matrices, "all": None,
+                "all_but_recurrence": _decay_all_but_recurrence}
 
 
 def make_optimizer(train: Any) -> tuple[optax.GradientTransformation, optax.Schedule]:
@@ -53,7 +74,7 @@ def make_optimizer(train: Any) -> tuple[optax.GradientTransformation, optax.Sche
     raise ValueError(f"train.weight_decay_on must be one of {WEIGHT_DECAY_ON}, got "
                      f"{train.weight_decay_on!r}.")
   schedule = learning_rate_schedule(train)
-  mask = _decay_matrices if train.weight_decay_on == "matrices" else None
+  mask = _DECAY_MASKS[train.weight_decay_on]
   if train.optimizer == "adamw":
     update = optax.adamw(schedule, b1=train.b1, b2=train.b2, weight_decay=train.weight_decay,
                          mask=mask)
