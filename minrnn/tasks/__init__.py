@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from minrnn.data import enwik8, shakespeare, wikitext
 from minrnn.data.d4rl import D4RLWindows
-from minrnn.data.formal_languages import FormalLanguage
+from minrnn.data.formal_languages import FormalLanguage, majority_answer_rate
 from minrnn.data.segments import SegmentStream
 from minrnn.data.selective_copy import SelectiveCopy
 from minrnn.data.vocab import ByteVocab, WordTextVocab
@@ -35,10 +35,13 @@ def _selective_copy(data: Any, seed: int) -> Task:
 
 
 def _formal_language(data: Any, seed: int) -> Task:
-  return TokenTask(FormalLanguage(
+  source = FormalLanguage(
       task=data.task, batch_size=data.batch_size, seed=seed, eval_batches=data.eval_batches,
       min_len=data.min_len, max_len=data.max_len, eval_min_len=data.eval_min_len,
-      eval_max_len=data.eval_max_len), sequence_accuracy=True, headline="accuracy")
+      eval_max_len=data.eval_max_len)
+  # Chance: the test strings' most frequent answer, for the scaled accuracy (xLSTM Fig. 4).
+  return TokenTask(source, sequence_accuracy=True, headline="accuracy",
+                   chance=majority_answer_rate(source.eval_batches()))
 
 
 def _stream(data: Any, train, evals, vocab_size) -> SegmentStream:

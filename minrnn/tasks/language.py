@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from minrnn.data.batches import Batch
+from minrnn.data.formal_languages import scaled_accuracy
 from minrnn.data.segments import SegmentStream
 from minrnn.data.vocab import TextVocab
 from minrnn.tasks.base import Task
@@ -27,11 +28,14 @@ class TokenTask(Task):
       success metric of selective copying).
     headline: the metric that summarises a run.
     describe: what the results record about the data (e.g. which split was used).
+    chance: the evaluation split's chance accuracy (e.g. its most frequent answer's share):
+      then the metrics also report it and `scaled_accuracy`, 0 at chance and 1 when perfect
+      (`minrnn.data.formal_languages.scaled_accuracy`).
   """
 
   def __init__(self, source: Any, *, vocab: TextVocab | None = None,
                sequence_accuracy: bool = False, headline: str = "loss",
-               describe: dict[str, Any] | None = None):
+               describe: dict[str, Any] | None = None, chance: float | None = None):
     self.source = source
     self.vocab = vocab
     self.headline = headline
@@ -40,9 +44,17 @@ class TokenTask(Task):
     self.batch_size = self.eval_batch_size = source.batch_size
     self.sequence_accuracy = sequence_accuracy
     self._describe = dict(describe or {})
+    self.chance = chance
 
   def train_batch(self, step: int) -> Batch:
     return self.source.train_batch(step)
+
+  def eval_metrics(self, totals: dict[str, float]) -> dict[str, float]:
+    metrics = super().eval_metrics(totals)
+    if self.chance is not None:
+      metrics["chance_accuracy"] = self.chance
+      metrics["scaled_accuracy"] = scaled_accuracy(metrics["accuracy"], self.chance)
+    return metrics
 
   def eval_batches(self, split: str | None = None) -> Iterator[Batch]:
     if split not in (None, self.eval_splits[0]):
