@@ -92,3 +92,19 @@ def test_runtime(tmp_path):
   assert set(records) == {"mingru", "gru"}
   assert all(r["status"] == "ok" and r["ms"] > 0 and r["bytes"] > 0 for r in records.values())
   assert "minGRU vs GRU" in _outputs(tmp_path, "rt")[1]
+
+
+def test_d4rl_table_shows_the_papers_averages_and_labels_reductions():
+  spec = importlib.util.spec_from_file_location("d4rl_table",
+                                                REPO / "experiments" / "d4rl" / "table.py")
+  table = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(table)
+  entries = {"medium/hopper": {"mingru": {"mean": 50.0, "std": 1.0, "n": 5}}}
+  text = table.markdown_table(entries, ["mingru"], "t", paper={"mingru": 78.2})
+  assert "| Medium | Hopper | [NR] | 50.0 ± 1.0 |" in text
+  assert "| **Average** | | 78.2 [S] | 50.0 |" in text
+  assert table.protocol_label(table.parse_args(["--workdir", "w"])) == "paper protocol"
+  reduced = table.protocol_label(table.parse_args(
+      ["--workdir", "w", "--variant", "cpu", "--seeds", "0", "--set", "train.num_steps=9"]))
+  assert reduced == ("reduced: `cpu` configs; overrides `train.num_steps=9`; seeds 0 "
+                     "(paper: 5 seeds)")

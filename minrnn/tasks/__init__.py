@@ -74,7 +74,7 @@ def _d4rl(data: Any, seed: int) -> Task:
       env=data.env, file=data.file, batch_size=data.batch_size, context=data.context,
       return_scale=data.return_scale, max_timestep=data.max_timestep,
       eval_fraction=data.eval_fraction, eval_batches=data.eval_batches, seed=seed,
-      data_dir=data.dir)
+      data_dir=data.dir, padding=data.padding)
   return DecisionTask(windows, rollouts=data.rollouts)
 
 
