@@ -1,6 +1,8 @@
 """Blocks and the language model: causality, step mode == parallel mode, the temporal-layer
 registry, block compositions."""
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -126,6 +128,57 @@ def test_block_compositions_of_the_papers(tiny_lm):
   srupp = tiny_lm("srupp", pre_norm=False, residual=False, conv_kernel_size=0,
                   mlp_expansion=0, cell_kwargs={"proj_features": 4}).blocks[0]
   assert srupp.temporal_norm is None and not srupp.residual
+
+
+def test_conv_on_its_own_residual_branch_as_the_official_model(tiny_lm):
+  # BorealisAI/minRNNs models/model.py: x = conv(x) + x; x = rnn(norm(x)) + x;
+  # x = ff(ff_norm(x)) + x.
+  model = tiny_lm("minlstm", conv_residual=True, expansion=2, num_layers=1)
+  block = model.blocks[0]
+  x = jax.random.normal(jax.random.key(3), (BATCH, TIME, 16))
+  y, _ = block(x)
+  c, _ = block.conv(x, block.conv.initial_window(BATCH, jnp.float32))
+  x1 = x + c
+  x2 = x1 + block.temporal(block.temporal_norm(x1))[0]
+  want = x2 + block.mlp(block.mlp_norm(x2))
+  np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-6)
+  # The default keeps the conv inside the temporal branch, after the norm.
+  default = tiny_lm("minlstm", expansion=2, num_layers=1).blocks[0]
+  inner, _ = default.conv(default.temporal_norm(x), default.conv.initial_window(BATCH,
+                                                                                jnp.float32))
+  h = x + default.temporal(inner)[0]
+  np.testing.assert_allclose(default(x)[0], h + default.mlp(default.mlp_norm(h)),
+                             rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("conv_residual", [False, True])
+def test_step_mode_matches_parallel_and_the_state_stays_constant_size(tiny_lm, conv_residual):
+  model = tiny_lm("mingru", conv_residual=conv_residual, expansion=3, conv_kernel_size=4)
+  tokens = _tokens(2)
+  logits, final = model(tokens)
+  state = model.initialize_state(BATCH)
+  shapes = jax.tree.map(jnp.shape, state)
+  for t in range(TIME):
+    state, step_logits = model.step(state, tokens[:, t])
+    np.testing.assert_allclose(step_logits, logits[:, t], rtol=1e-5, atol=1e-5)
+    assert jax.tree.map(jnp.shape, state) == shapes
+  # The minRNN layer's state is the cell's: features * expansion wide, whatever the length.
+  assert [s.temporal.shape for s in final] == [(BATCH, 16 * 3)] * 2
+
+
+def test_plain_mlp_is_linear_gelu_linear():
+  from minrnn.layers import MLP
+  mlp = MLP(4, 3, gated=False, rngs=nnx.Rngs(0))
+  x = np.random.default_rng(0).normal(size=(2, 4))
+  w1, b1 = np.asarray(mlp.up.kernel[...], np.float64), np.asarray(mlp.up.bias[...], np.float64)
+  w2, b2 = (np.asarray(mlp.down.kernel[...], np.float64),
+            np.asarray(mlp.down.bias[...], np.float64))
+  h = x @ w1 + b1
+  # PyTorch's nn.GELU(): the exact form, x * Phi(x).
+  gelu = h * 0.5 * (1 + np.vectorize(math.erf)(h / math.sqrt(2)))
+  assert w1.shape == (4, 12)
+  np.testing.assert_allclose(mlp(jnp.asarray(x, jnp.float32)), gelu @ w2 + b2, rtol=1e-5,
+                             atol=1e-6)
 
 
 def test_bad_tokens_give_clear_errors(tiny_lm):

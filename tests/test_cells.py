@@ -182,6 +182,29 @@ def test_default_initial_state_is_zero():
   assert bool(jnp.all(cell.initialize_carry((B, IN)) == 0))
 
 
+@pytest.mark.parametrize("normalize,h1", [
+    # Zero weights, forget_bias 3: f = σ(3) = 0.9525741268224334, i = σ(0) = 0.5, g(0) = 0.5.
+    # Normalised: f' = f / (f + i) = 0.6557834875568307, i' = i / (f + i); from h0 = 1,
+    # h1 = f' * 1 + i' * 0.5.
+    (True, 0.8278917437784153),
+    (False, 1.2025741268224333),  # h1 = f * 1 + i * 0.5.
+])
+@pytest.mark.parametrize("implementation", PATHS)
+def test_minlstm_forget_bias_shifts_the_forget_gate(normalize, h1, implementation):
+  zeros = nnx.initializers.zeros_init()
+  cell = MinLSTM(IN, H, normalize=normalize, forget_bias=3.0, kernel_init=zeros,
+                 bias_init=zeros, rngs=nnx.Rngs(0))
+  # The official code adds it to the forget gate's bias only (`forget_bias_init_scale`).
+  np.testing.assert_array_equal(cell.proj.bias[...], [3.0] * H + [0.0] * 2 * H)
+  x = jnp.ones((B, 1, IN))
+  h0 = jnp.ones((B, H))
+  carry, _ = cell.scan(x, h0, implementation=implementation)
+  np.testing.assert_allclose(carry, h1, rtol=1e-6)
+  np.testing.assert_allclose(cell(h0, x[:, 0])[0], h1, rtol=1e-6)
+  with pytest.raises(ValueError, match="forget_bias .* needs use_bias=True"):
+    MinLSTM(IN, H, forget_bias=3.0, use_bias=False, rngs=nnx.Rngs(0))
+
+
 def test_bidirectional_matches_two_scans_and_flax_wrapper():
   forward, backward = MinGRU(IN, H, rngs=nnx.Rngs(1)), MinGRU(IN, H, rngs=nnx.Rngs(2))
   bidi = Bidirectional(forward, backward)

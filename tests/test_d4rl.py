@@ -92,6 +92,31 @@ def test_windows_are_normalised_padded_and_fixed_by_seed_and_step(tmp_path):
                                   np.minimum(np.arange(t0, t0 + n), 4))
 
 
+def test_start_padding_is_decision_mambas_get_batch(tmp_path):
+  end, start = _task(tmp_path), _task(tmp_path, padding="start")
+  padded_rows = 0
+  for step in range(6):
+    a, b = end.train_batch(step), start.train_batch(step)
+    for row in range(4):
+      n = int(a["weights"][row].sum())
+      pad = 3 - n
+      padded_rows += pad > 0
+      # The same real steps, moved to the end of the row.
+      for key in a:
+        np.testing.assert_array_equal(b[key][row, pad:], a[key][row, :n])
+      # Before them (get_batch of the Decision Transformer / Decision Mamba): zero raw states,
+      # normalised; actions -10; returns-to-go, timesteps and weights 0.
+      np.testing.assert_allclose(b["states"][row, :pad],
+                                 np.broadcast_to(-start.state_mean / start.state_std,
+                                                 (pad, STATE_DIM)), rtol=1e-6)
+      np.testing.assert_array_equal(b["actions"][row, :pad], -10.0)
+      for key in ("returns_to_go", "timesteps", "weights"):
+        np.testing.assert_array_equal(b[key][row, :pad], 0)
+  assert padded_rows > 0
+  with pytest.raises(ValueError, match="Unknown padding 'left'.*'end', 'start'"):
+    _task(tmp_path, padding="left")
+
+
 def test_missing_file_names_it_and_says_how_to_get_it(tmp_path):
   with pytest.raises(FileNotFoundError, match=r"walker2d_medium_expert-v2\.hdf5") as info:
     d4rl.find_d4rl_file("d4rl/walker2d_medium_expert-v2.hdf5", tmp_path)
@@ -152,6 +177,58 @@ def test_rollout_feeds_the_scaled_return_to_go_that_is_left(monkeypatch):
   assert len(fed) == 5 and result["returns"] == [10.0, 10.0]
 
 
+class _RecordingEnv(_ConstantRewardEnv):
+  """Observations that change with the episode's seed and the step; records the actions."""
+
+  def reset(self, seed=None):
+    self.seed, self.t, self.actions = seed, 0, []
+    return self._obs(), {}
+
+  def _obs(self):
+    return 0.1 * self.t + 0.01 * self.seed + 0.05 * np.arange(STATE_DIM)
+
+  def step(self, action):
+    self.actions.append(np.asarray(action))
+    self.t += 1
+    return self._obs(), 2.0, False, False, {}
+
+
+def test_window_rollout_acts_on_the_left_padded_window_of_the_episode(monkeypatch):
+  from minrnn.models import build_decision_model
+  from minrnn.training.config import block_defaults
+
+  section = block_defaults()
+  section.update(cell="mingru", features=16, num_layers=1, conv_kernel_size=0,
+                 mlp_expansion=2, expansion=2)
+  model = build_decision_model(section, state_dim=STATE_DIM, act_dim=ACT_DIM, max_timestep=50,
+                               seed=0)
+  envs = []
+  monkeypatch.setattr(rollouts, "make_env", lambda env: envs.append(_RecordingEnv()) or envs[-1])
+  mean, std = np.full(STATE_DIM, 0.2), np.full(STATE_DIM, 2.0)
+  context, steps, target, scale = 3, 5, 100.0, 10.0
+  rollouts.rollout(model, "hopper", target_return=target, num_episodes=2, state_mean=mean,
+                   state_std=std, return_scale=scale, mode="window", context=context,
+                   max_steps=steps, seed=7, progress_bar=False)
+  for episode, env in enumerate(envs):
+    taken = np.stack(env.actions)
+    for t in range(steps):
+      # Decision Mamba's get_action at step t: steps t-2..t, zeros to their left; the
+      # return-to-go is the target less the rewards so far (2 a step), over the scale; the
+      # state normalised; step t's action a zero placeholder; the action read last.
+      first = max(0, t - context + 1)
+      pad = context - (t + 1 - first)
+      rtg = [0.0] * pad + [(target - 2.0 * j) / scale for j in range(first, t + 1)]
+      obs = [np.zeros(STATE_DIM)] * pad + [
+          (0.1 * j + 0.01 * (7 + episode) + 0.05 * np.arange(STATE_DIM) - mean) / std
+          for j in range(first, t + 1)]
+      acts = [np.zeros(ACT_DIM)] * pad + [taken[j] for j in range(first, t)] + [
+          np.zeros(ACT_DIM)]
+      times = [0] * pad + list(range(first, t + 1))
+      want, _ = model(np.asarray([rtg], np.float32), np.asarray([obs], np.float32),
+                      np.asarray([acts], np.float32), np.asarray([times], np.int32))
+      np.testing.assert_allclose(taken[t], want[0, -1], rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("task", ["hopper-medium", "walker2d-medium-replay",
                                   "halfcheetah-medium-expert"])
 @pytest.mark.parametrize("model", ["mingru", "minlstm", "transformer"])
@@ -161,7 +238,7 @@ def test_config_variants_name_their_file_and_model(task, model):
     config = load_config(f"configs/d4rl.py:{task},{model},{size}")
     assert (config.data.env, config.data.dataset, config.model.cell) == (env, dataset, model)
     assert config.data.file == f"d4rl/{env}_{dataset.replace('-', '_')}-v2.hdf5"
-    assert config.data.rollouts.mode == ("window" if model == "transformer" else "step")
+    assert config.data.rollouts.mode == "window"  # Every model, as the paper evaluates.
     assert 0 <= config.train.warmup_steps < config.train.num_steps
   with pytest.raises(ValueError, match="needs a task in its variant"):
     load_config("configs/d4rl.py:mingru")

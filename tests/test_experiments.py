@@ -4,6 +4,7 @@ import importlib.util
 import json
 import pathlib
 
+import numpy as np
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -71,15 +72,25 @@ def test_selective_copy_resumes_in_chunks(tmp_path):
 
 def test_formal_languages(tmp_path):
   payload = _script("formal_languages").main([
-      "--variant", "cpu", "--models", "mingru", "--tasks", "bucket_sort",
+      "--variant", "cpu", "--models", "mingru", "--tasks", "bucket_sort", "--seeds", "0,1",
       "--workdir", str(tmp_path / "runs"), "--out_dir", str(tmp_path), "--name", "fl",
       *_overrides("data.batch_size=4", "data.max_len=6", "data.eval_min_len=6",
                   "data.eval_max_len=9", "data.eval_batches=1", "train.num_steps=2",
                   "train.eval_every=2")])
-  run = payload["runs"][0]
-  assert run["task"] == "bucket_sort" and 0.0 <= run["score"] <= 1.0
-  assert run["score"] == run["eval"]["accuracy"]
-  assert "| bucket_sort | 10.0 | – |" in _outputs(tmp_path, "fl")[1]
+  runs = payload["runs"]
+  assert [(r["task"], r["seed"]) for r in runs] == [("bucket_sort", 0), ("bucket_sort", 1)]
+  assert all(r["score"] == r["eval"]["accuracy"] and 0.0 <= r["score"] <= 1.0 for r in runs)
+  row = payload["table"][0]
+  assert row["seeds"] == 2
+  assert row["accuracy"] == pytest.approx(np.mean([r["score"] for r in runs]))
+  for r in runs:  # Each seed's test strings, and so its chance level, are its own.
+    assert r["scaled"] == pytest.approx((r["score"] - r["chance"]) / (1 - r["chance"]))
+  assert row["scaled"] == pytest.approx(np.mean([r["scaled"] for r in runs]))
+  chance = row["chance"]
+  table = _outputs(tmp_path, "fl")[1]
+  assert f"| bucket_sort | {100 * chance:.1f} | [NR] | {100 * row['accuracy']:.1f} |" in table
+  assert "reduced: `cpu` configs" in table and "seeds 0, 1 (paper: 3 seeds)" in table
+  assert payload["protocol"].startswith("reduced")
 
 
 def test_runtime(tmp_path):
@@ -104,3 +115,19 @@ def test_srupp_protocol(tmp_path):
   test = data["final_test"]
   assert test["protocol"]["batch_size"] == 1 and sorted(test["splits"]) == ["test", "valid"]
   assert sorted(data["training_eval"]) == ["test", "valid"] and payload["run"]["step"] == 4
+
+
+def test_d4rl_table_shows_the_papers_averages_and_labels_reductions():
+  spec = importlib.util.spec_from_file_location("d4rl_table",
+                                                REPO / "experiments" / "d4rl" / "table.py")
+  table = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(table)
+  entries = {"medium/hopper": {"mingru": {"mean": 50.0, "std": 1.0, "n": 5}}}
+  text = table.markdown_table(entries, ["mingru"], "t", paper={"mingru": 78.2})
+  assert "| Medium | Hopper | [NR] | 50.0 ± 1.0 |" in text
+  assert "| **Average** | | 78.2 [S] | 50.0 |" in text
+  assert table.protocol_label(table.parse_args(["--workdir", "w"])) == "paper protocol"
+  reduced = table.protocol_label(table.parse_args(
+      ["--workdir", "w", "--variant", "cpu", "--seeds", "0", "--set", "train.num_steps=9"]))
+  assert reduced == ("reduced: `cpu` configs; overrides `train.num_steps=9`; seeds 0 "
+                     "(paper: 5 seeds)")

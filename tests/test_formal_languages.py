@@ -147,20 +147,44 @@ def test_vocab_sizes_cover_inputs_and_answers():
   np.testing.assert_array_less(next(task.eval_batches())["targets"], 201)
 
 
-def test_chance_and_scaled_accuracy():
-  assert fl.chance_accuracy("parity_check") == 0.5
-  assert fl.chance_accuracy("cycle_nav") == 0.2
-  assert fl.chance_accuracy("bucket_sort") == 0.1
-  assert fl.chance_accuracy("majority") == 1 / 63
-  assert fl.chance_accuracy("missing_duplicate") == 1 / 9
-  assert fl.chance_accuracy("majority_count", 256) == 1 / 256
-  assert fl.scaled_accuracy("parity_check", 0.75) == 0.5  # (0.75 - 0.5) / 0.5
-  assert fl.scaled_accuracy("even_pairs", 0.5) == 0.0
-  assert fl.scaled_accuracy("cycle_nav", 0.2) == pytest.approx(0.0)
-  assert fl.scaled_accuracy("majority", 1.0) == pytest.approx(1.0)
-  assert fl.scaled_accuracy("missing_duplicate", 0.55) == pytest.approx(0.49375)  # 3.95 / 8
-  assert fl.scaled_accuracy("majority_count", 0.5, 256) == pytest.approx(127 / 255)
-  assert fl.scaled_accuracy("parity_check", 0.25) == -0.5  # Worse than chance is negative.
+def test_chance_is_the_most_frequent_answer_and_scaled_accuracy():
+  # Scored answers (weight 1): 1, 1, 0 in the first batch, 1, 2 in the second: answer 1 is
+  # 3 of the 5, so always answering 1 scores 0.6.
+  batches = [{"targets": np.array([[5, 1, 1], [0, 7, 7]]),
+              "weights": np.array([[0.0, 1.0, 1.0], [1.0, 0.0, 0.0]])},
+             {"targets": np.array([[1, 2]]), "weights": np.array([[1.0, 1.0]])}]
+  assert fl.majority_answer_rate(batches) == 0.6
+  # xLSTM Fig. 4: (accuracy - chance) / (1 - chance), 0 at chance, 1 when perfect.
+  assert fl.scaled_accuracy(0.8, 0.6) == pytest.approx(0.5)
+  assert fl.scaled_accuracy(0.6, 0.6) == 0.0
+  assert fl.scaled_accuracy(1.0, 0.6) == 1.0
+  assert fl.scaled_accuracy(0.4, 0.6) == pytest.approx(-0.5)  # Below chance is negative.
+  assert fl.scaled_accuracy(0.55, 1 / 9) == pytest.approx(0.49375)  # 3.95 / 8
+  with pytest.raises(ValueError, match="No scored positions"):
+    fl.majority_answer_rate([{"targets": np.zeros((1, 2)), "weights": np.zeros((1, 2))}])
+  with pytest.raises(ValueError, match="chance must be in"):
+    fl.scaled_accuracy(0.5, 1.0)
+
+
+@pytest.mark.parametrize("task,answers", [
+    ("parity_check", 2), ("cycle_nav", 5), ("bucket_sort", 10), ("missing_duplicate", 9)])
+def test_chance_of_tasks_with_uniform_answers_is_a_uniform_guess(task, answers):
+  source = fl.FormalLanguage(task=task, batch_size=256, seed=0, eval_batches=4)
+  # 1024 strings (bucket sort: every symbol of them): within 3 standard deviations.
+  rate = fl.majority_answer_rate(source.eval_batches())
+  assert rate == pytest.approx(1 / answers, abs=3 * np.sqrt(0.25 / 1024) + 0.01)
+
+
+def test_formal_language_task_reports_chance_and_scaled_accuracy():
+  config = load_config("configs/formal_languages.py:mingru,cpu")
+  config.data.task = "majority_count"
+  task = make_task(config.data, seed=0)
+  # Counts near n / 63 dominate: far above a uniform guess over 1..256.
+  assert task.chance == fl.majority_answer_rate(task.eval_batches()) > 0.1
+  metrics = task.eval_metrics({"loss": 2.0, "weight": 4.0, "correct": 3.0, "rows_correct": 3.0,
+                               "rows": 4.0})
+  assert metrics["accuracy"] == 0.75 and metrics["chance_accuracy"] == task.chance
+  assert metrics["scaled_accuracy"] == pytest.approx((0.75 - task.chance) / (1 - task.chance))
 
 
 def test_task_from_config_is_deterministic_and_splits_lengths():

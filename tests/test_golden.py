@@ -79,7 +79,7 @@ def _d4rl(mode):
   return {"name": "d4rl", "env": "hopper", "dataset": "medium", "dir": None,
           "file": "d4rl/hopper_medium-v2.hdf5", "batch_size": 4, "context": 4,
           "return_scale": 1000.0, "max_timestep": 1000, "eval_fraction": 0.25,
-          "eval_batches": 1,
+          "eval_batches": 1, "padding": "end",
           "rollouts": {"target_returns": [3600.0, 1800.0], "num_episodes": 1, "mode": mode,
                        "seed": 1000, "max_steps": 5, "progress_bar": False}}
 

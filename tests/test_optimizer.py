@@ -119,3 +119,19 @@ def test_skipping_the_recurrence_needs_a_recurrence(tiny_lm):
   tx, _ = make_optimizer(_train("adamw", "all_but_recurrence"))
   with pytest.raises(ValueError, match="found no recurrent cell's input projection"):
     tx.init(params)
+
+
+def test_all_but_recurrence_spares_only_the_cells_input_projection(tiny_lm):
+  # The official minRNN main.py: AdamW's decay on every parameter but `to_hidden_and_gate`.
+  model = tiny_lm("minlstm", expansion=2, tie_embeddings=False, head_bias=True)
+  _, params, _ = nnx.split(model, nnx.Param, ...)
+  zeros = jax.tree.map(jnp.zeros_like, params)
+  tx, _ = make_optimizer(_train("adamw", "all_but_recurrence"))
+  updates, _ = jax.jit(tx.update)(zeros, tx.init(params), params)
+  flat = {jax.tree_util.keystr(path): (u, p) for (path, u), p in zip(
+      jax.tree_util.tree_flatten_with_path(updates)[0], jax.tree.leaves(params))}
+  spared = [name for name in flat if "'cell']['proj']" in name]
+  assert len(spared) == 4  # Kernel and bias of each of the two blocks' cells.
+  for name, (update, param) in flat.items():
+    want = 0.0 if name in spared else -LR * WD * np.asarray(param)
+    np.testing.assert_allclose(update, want, rtol=1e-6, atol=1e-12, err_msg=name)

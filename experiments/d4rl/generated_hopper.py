@@ -96,7 +96,9 @@ def main():
             f"({config.model.num_layers} layers, width {config.model.features}, context "
             f"{config.data.context}, batch {config.data.batch_size}, "
             f"{config.train.num_steps} steps), overrides {args.overrides or 'none'}; "
-            f"{config.data.rollouts.num_episodes} rollout episodes per run and target.",
+            f"{config.data.rollouts.num_episodes} rollout episodes per run and target, "
+            f"rollout mode `{config.data.rollouts.mode}`, training windows padded at the "
+            f"{config.data.padding}.",
             f"Environment: jax {jax.__version__}, {jax.devices()[0].platform} "
             f"({platform.processor() or platform.machine()}), Python "
             f"{platform.python_version()}."]

@@ -37,6 +37,11 @@ from minrnn.ops.linear_scan import resolve as resolve_implementation
 # cumulative log-sum-exp gradients finite.
 _LOG_ZERO = -1e30
 
+# Metadata (True) on the parameters of a linear recurrent cell's input projection, the official
+# minRNN code's `to_hidden_and_gate`, which its optimizer leaves out of weight decay
+# (`minrnn.training.optimizer`, `weight_decay_on="all_but_recurrence"`).
+RECURRENCE_PROJECTION = "recurrence_projection"
+
 
 class ScanCell(Protocol):
   """The cell contract: Flax's recurrent-cell convention plus a whole-sequence `scan`.
@@ -83,7 +88,8 @@ class LinearRecurrentCell(nnx.RNNCellBase):
   Args:
     in_features: input width.
     hidden_features: state (and output) width.
-    use_bias: whether the projection has a bias.
+    use_bias: whether the projection has a bias. The projection's parameters carry the
+      metadata `RECURRENCE_PROJECTION`.
     dtype: compute dtype of the projection and of the outputs (None: from the inputs).
       Coefficients and states are float32 whatever it is.
     param_dtype: parameter dtype.
@@ -116,9 +122,11 @@ class LinearRecurrentCell(nnx.RNNCellBase):
     self.hidden_features = hidden_features
     self.dtype = dtype
     self.implementation = implementation
+    tag = {RECURRENCE_PROJECTION: True}
     self.proj = nnx.Linear(
         in_features, self.num_projections * hidden_features, use_bias=use_bias, dtype=dtype,
-        param_dtype=param_dtype, kernel_init=kernel_init, bias_init=bias_init, rngs=rngs)
+        param_dtype=param_dtype, kernel_init=kernel_init, bias_init=bias_init, rngs=rngs,
+        kernel_metadata=tag, bias_metadata=tag)
     # A learned state is stored as a pre-activation and passed through a softplus so that it
     # stays positive, as the log-space path requires.
     self.initial_state = (

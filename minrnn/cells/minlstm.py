@@ -10,6 +10,11 @@ that `f' + i' = 1` and the state's scale does not grow with the sequence length.
 `d = softplus(−k_f) − softplus(−k_i)`:
 
     log f' = −softplus(d),   log i' = −softplus(−d),   log b = log i' + log g(h̃).
+
+The official code (`BorealisAI/minRNNs`, `models/minRNNs.py`) calls the normalised form
+`use_coeff_norm` and ships it off by default; the paper's results use it, and so does this
+default. Its `forget_bias_init_scale` (3 in its default config) adds a constant to the forget
+gate's bias after PyTorch's initialisation: `forget_bias` here.
 """
 
 import functools
@@ -44,14 +49,23 @@ class MinLSTM(LinearRecurrentCell):
 
   Args:
     normalize: divide both gates by `f + i` (the paper's length-independence scaling).
+    forget_bias: added to the forget gate's bias `b_f` once initialised (the official
+      `forget_bias_init_scale`): `f = σ(W_f x + b_f)` starts closer to 1, so the state starts
+      by keeping more of its past. Needs `use_bias`.
   """
 
   num_projections = 3
 
   def __init__(self, in_features: int, hidden_features: int, *, normalize: bool = True,
-               **kwargs):
+               forget_bias: float = 0.0, **kwargs):
     self.normalize = normalize
     super().__init__(in_features, hidden_features, **kwargs)
+    if forget_bias:
+      if self.proj.bias is None:
+        raise ValueError("forget_bias shifts the projection's bias; it needs use_bias=True.")
+      # The forget pre-activation is the first of the three projections (`projections`).
+      bias = self.proj.bias[...]
+      self.proj.bias[...] = bias.at[:hidden_features].add(forget_bias)
 
   def gates(self):
     return functools.partial(gate_coefficients, normalize=self.normalize)

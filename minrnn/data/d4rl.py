@@ -12,7 +12,8 @@ Files are found through the data-directory rule (`minrnn.data.paths`) at
 `d4rl/hopper_medium_replay-v2.hdf5`; or the same arrays come from TensorFlow Datasets' prepared
 `d4rl_mujoco_<env>/v2-<dataset>` (`read_dataset(source="tfds")`, `minrnn.data.from_tfds`).
 
-A training batch (numpy, `K` = context length, padded steps at the end of a row):
+A training batch (numpy, `K` = context length; a window that runs past its trajectory's end is
+padded, at the end of the row or, with `padding="start"`, at its start):
   - `returns_to_go` float32 `(B, K)`: undiscounted return from each step on, divided by
     `return_scale`;
   - `states` float32 `(B, K, state_dim)`: observations normalised by the dataset's mean and std;
@@ -22,6 +23,13 @@ A training batch (numpy, `K` = context length, padded steps at the end of a row)
   - `weights` float32 `(B, K)`: 1 for real steps, 0 for padding.
 Windows are sampled as the Decision Transformer does: a trajectory with probability proportional
 to its length, then a uniform start. Batches are a pure function of `(seed, step)`.
+
+Padding (`PADDINGS`): `"end"` puts zeros after the real steps, where a causal model never reads
+them. `"start"` is the Decision-Transformer / Decision-Mamba `get_batch`: the real steps last,
+and before them states that are zeros before normalisation, actions of -10, returns-to-go and
+timesteps of 0. A model without an attention mask (Decision Mamba, the minRNN paper's models)
+reads that padding, as it reads the left-padded windows of their evaluation
+(`minrnn.tasks.rollouts`, whose padding is zeros throughout, as theirs is).
 """
 
 from __future__ import annotations
@@ -41,6 +49,10 @@ D4RL_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts")
 D4RL_URL = "http://rail.eecs.berkeley.edu/datasets/offline_rl/gym_mujoco_v2/{name}"
 ENVS = ("halfcheetah", "hopper", "walker2d")
 DATASETS = ("medium", "medium_replay", "medium_expert")
+
+PADDINGS = ("end", "start")
+# Decision Transformer / Decision Mamba `get_batch`: the padded steps' action value.
+START_PAD_ACTION = -10.0
 
 _TRAIN_STREAM, _EVAL_STREAM = 0, 1
 
@@ -169,13 +181,18 @@ class D4RLWindows:
     eval_fraction: share of trajectories held out for the evaluation loss.
     eval_batches: number of held-out batches (windows drawn once, fixed by the seed).
     seed: fixes the split, the windows of every step and the evaluation windows.
+    padding: where a short window's padding goes, `"end"` or `"start"` (see the module
+      docstring).
   """
 
   def __init__(self, *, env: str, data: dict[str, np.ndarray], source: str, batch_size: int,
                context: int, return_scale: float, max_timestep: int, eval_fraction: float,
-               eval_batches: int, seed: int):
+               eval_batches: int, seed: int, padding: str = "end"):
     if env not in ENVS:
       raise ValueError(f"Unknown D4RL environment {env!r}; choose one of {ENVS}.")
+    if padding not in PADDINGS:
+      raise ValueError(f"Unknown padding {padding!r} (data.padding); choose one of {PADDINGS}.")
+    self.padding = padding
     if context < 1 or batch_size < 1:
       raise ValueError(f"context and batch_size must be >= 1, got {context}, {batch_size}.")
     self.env = env
@@ -211,11 +228,16 @@ class D4RLWindows:
         "timesteps": np.zeros((k,), np.int32),
         "weights": np.zeros((k,), np.float32),
     }
-    out["returns_to_go"][:n] = traj.returns_to_go[start:end] / self.return_scale
-    out["states"][:n] = self.normalize_states(traj.observations[start:end])
-    out["actions"][:n] = traj.actions[start:end]
-    out["timesteps"][:n] = np.minimum(np.arange(start, end), self.max_timestep - 1)
-    out["weights"][:n] = 1.0
+    real = slice(0, n)
+    if self.padding == "start":
+      real = slice(k - n, k)
+      out["states"][:k - n] = self.normalize_states(np.zeros((1, self.state_dim)))
+      out["actions"][:k - n] = START_PAD_ACTION
+    out["returns_to_go"][real] = traj.returns_to_go[start:end] / self.return_scale
+    out["states"][real] = self.normalize_states(traj.observations[start:end])
+    out["actions"][real] = traj.actions[start:end]
+    out["timesteps"][real] = np.minimum(np.arange(start, end), self.max_timestep - 1)
+    out["weights"][real] = 1.0
     return out
 
   def _sample(self, trajectories: Sequence[Trajectory], rng: np.random.Generator) -> Batch:

@@ -33,13 +33,22 @@ so they cannot change a scored output; the official code needs no padding becaus
 its batch share one length. Differences from the official sampling, both ours: the length
 `n` (uniform in `[min_len, max_len]`; 1-40 for training, 40-256 for evaluation as there) and
 `missing_duplicate`'s `cut` are drawn for every row, where the official code draws one per
-batch. `scaled_accuracy` is the xLSTM paper's Figure 4 score: 0 at chance, 1 when perfect.
+batch.
+
+Scaled accuracy: the paper takes its baselines from the xLSTM paper's Figure 4 (Beck et al.,
+2024, arXiv 2405.04517), which plots accuracy rescaled so that chance is 0 and perfect is 1:
+`(accuracy - chance) / (1 - chance)` (`scaled_accuracy`). Chance is taken from the answers'
+distribution on the evaluation strings (`majority_answer_rate`): the accuracy of always giving
+the most frequent answer, the best a model can do without reading the string. Where answers
+are uniform (parity_check, even_pairs, cycle_nav, missing_duplicate, bucket_sort's symbols)
+that is 1 / (number of answers), a uniform guess; for majority_count it is far above
+1 / max_len, since counts near n / 63 are much more frequent than the others.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -153,12 +162,6 @@ def example(name: str, symbols, cut: int = 0) -> tuple[np.ndarray, np.ndarray]:
   return lang.layout(s, cut)
 
 
-def num_answer_symbols(name: str, max_len: int = DEFAULT_MAX_LEN) -> int:
-  """How many answers a string of task `name` can have (counts 1..max_len: majority_count)."""
-  answers = language(name).num_answers
-  return max_len if answers is None else answers
-
-
 def vocab_size(name: str, max_len: int = DEFAULT_MAX_LEN) -> int:
   """Token ids a model of task `name` needs: the inputs with EMPTY, and the answer classes.
 
@@ -176,17 +179,25 @@ def row_width(name: str, max_len: int) -> int:
   return 2 * max_len if name in ("bucket_sort", "missing_duplicate") else max_len + 1
 
 
-def chance_accuracy(name: str, max_len: int = DEFAULT_MAX_LEN) -> float:
-  """Accuracy of a uniform guess over the task's answer symbols (per scored position)."""
-  return 1.0 / num_answer_symbols(name, max_len)
+def majority_answer_rate(batches: Iterable[Batch]) -> float:
+  """The share of scored positions (weight > 0) whose answer is the most frequent answer of
+  `batches`: the accuracy of always giving that answer, the task's chance level."""
+  counts: dict[int, float] = {}
+  for batch in batches:
+    scored = batch["weights"] > 0
+    answers, n = np.unique(batch["targets"][scored], return_counts=True)
+    for answer, count in zip(answers.tolist(), n.tolist()):
+      counts[answer] = counts.get(answer, 0) + count
+  if not counts:
+    raise ValueError("No scored positions (weights > 0) in the batches.")
+  return max(counts.values()) / sum(counts.values())
 
 
-def scaled_accuracy(name: str, accuracy: float, max_len: int = DEFAULT_MAX_LEN) -> float:
-  """xLSTM's Figure 4 score `(accuracy - chance) / (1 - chance)`: chance 0, perfect 1.
-
-  `max_len` is the longest evaluated string (it sets majority_count's number of answers).
-  """
-  chance = chance_accuracy(name, max_len)
+def scaled_accuracy(accuracy: float, chance: float) -> float:
+  """xLSTM's Figure 4 score `(accuracy - chance) / (1 - chance)`: 0 at chance, 1 when perfect,
+  negative below chance."""
+  if not 0.0 <= chance < 1.0:
+    raise ValueError(f"chance must be in [0, 1), got {chance}.")
   return (accuracy - chance) / (1.0 - chance)
 
 

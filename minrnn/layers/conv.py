@@ -7,6 +7,11 @@ import jax.numpy as jnp
 from flax import nnx
 from flax.typing import Dtype
 
+from minrnn.layers.init import FLAX, ParamInit
+
+# Flax's LeCun-normal over the taps: the fan-in of a depthwise filter is its number of taps.
+_LECUN_TAPS = nnx.initializers.lecun_normal(in_axis=0, out_axis=1)
+
 
 class CausalConv(nnx.Module):
   """`y_t = bias + sum_j kernel[j] * x_{t - k + 1 + j}`, each feature with its own `k` taps.
@@ -19,20 +24,25 @@ class CausalConv(nnx.Module):
     kernel_size: taps `k` (>= 1); 1 has no window.
     dtype: compute dtype (None: the inputs').
     param_dtype: parameter dtype.
+    init: the parameter scheme (`minrnn.layers.init`), with fan-in `kernel_size`. Flax's
+      default: LeCun-normal taps and a zero bias.
     rngs: parameter keys.
   """
 
   def __init__(self, features: int, kernel_size: int, *, dtype: Dtype | None = None,
-               param_dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
+               param_dtype: Dtype = jnp.float32, init: ParamInit = FLAX, rngs: nnx.Rngs):
     if kernel_size < 1:
       raise ValueError(f"kernel_size must be >= 1, got {kernel_size}.")
     self.features = features
     self.kernel_size = kernel_size
     self.dtype = dtype
-    # Fan-in of a depthwise filter is its number of taps.
-    init = nnx.initializers.lecun_normal(in_axis=0, out_axis=1)
-    self.kernel = nnx.Param(init(rngs.params(), (kernel_size, features), param_dtype))
-    self.bias = nnx.Param(jnp.zeros((features,), param_dtype))
+    inits = init.dense(kernel_size)
+    kernel_init = inits.get("kernel_init", _LECUN_TAPS)
+    self.kernel = nnx.Param(kernel_init(rngs.params(), (kernel_size, features), param_dtype))
+    # A zero bias draws no key, so the default keeps every later layer's keys.
+    bias_init = inits.get("bias_init")
+    self.bias = nnx.Param(jnp.zeros((features,), param_dtype) if bias_init is None
+                          else bias_init(rngs.params(), (features,), param_dtype))
 
   def initial_window(self, batch_size: int, dtype: Dtype) -> jax.Array:
     """Zeros `(batch_size, kernel_size - 1, features)`: nothing before the first token."""

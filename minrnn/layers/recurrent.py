@@ -11,6 +11,7 @@ from flax import nnx
 from flax.typing import Dtype
 
 from minrnn.cells.base import ScanCell
+from minrnn.layers.init import FLAX, ParamInit
 from minrnn.ops import check_sequence, padding_mask
 from minrnn.ops.linear_scan import ImplementationName
 
@@ -32,22 +33,26 @@ class Recurrent(nnx.Module):
       `Linear(features * expansion -> features)`, as the paper's minRNN layer has.
     implementation: the scan path handed to the cell's `scan` (None: the cell's default).
     dtype, param_dtype: compute and parameter dtypes.
+    init: the parameter scheme (`minrnn.layers.init`) of the cell's input projection (fan-in
+      `features`, handed to the cell as `kernel_init`/`bias_init`; the default hands nothing,
+      leaving the cell's own) and of `to_out` (fan-in: the cell's output width).
     rngs: parameter keys.
     **options: the cell's own constructor options (a config's `model.cell_kwargs`).
   """
 
   def __init__(self, features: int, cell: CellFactory, *, expansion: int | None = None,
                implementation: ImplementationName = None, dtype: Dtype | None = None,
-               param_dtype: Dtype = jnp.float32, rngs: nnx.Rngs, **options: Any):
+               param_dtype: Dtype = jnp.float32, init: ParamInit = FLAX, rngs: nnx.Rngs,
+               **options: Any):
     if expansion is not None and expansion < 1:
       raise ValueError(f"expansion must be None or >= 1, got {expansion}.")
     self.features = features
     self.implementation = implementation
     hidden = features if expansion is None else features * expansion
     common = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-    self.cell = cell(features, hidden, **options, **common)
-    self.to_out = (None if expansion is None
-                   else nnx.Linear(self.cell.out_features, features, **common))
+    self.cell = cell(features, hidden, **init.dense(features), **options, **common)
+    self.to_out = (None if expansion is None else nnx.Linear(
+        self.cell.out_features, features, **init.dense(self.cell.out_features), **common))
     if self.to_out is None and self.cell.out_features != features:
       raise ValueError(
           f"The cell's outputs are {self.cell.out_features} wide but the layer's are "

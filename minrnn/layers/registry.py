@@ -3,11 +3,12 @@
     model.cell = "mingru" | "minlstm" | "gru" | "lstm" | "sru" | "mamba" | "transformer" | "srupp"
 
 Each name maps to a `TemporalKind`, whose `build(features, *, layer, num_layers, expansion,
-implementation, dtype, param_dtype, rngs, **options)` returns a layer with the interface of
-`minrnn.layers.base` (`options` are the config's `model.cell_kwargs`). A new recurrent cell is one
-line, `register_cell("mycell", MyCell)`: it is wrapped in `Recurrent`, and the contract tests
-(tests/test_temporal_layers.py) run every registered kind, so it is tested without editing any
-test.
+implementation, dtype, param_dtype, init, rngs, **options)` returns a layer with the interface of
+`minrnn.layers.base` (`options` are the config's `model.cell_kwargs`; `init` the parameter
+scheme of `minrnn.layers.init`, which the recurrent kinds honour and the others accept only at
+its default). A new recurrent cell is one line, `register_cell("mycell", MyCell)`: it is
+wrapped in `Recurrent`, and the contract tests (tests/test_temporal_layers.py) run every
+registered kind, so it is tested without editing any test.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ from typing import Any, Callable
 from minrnn import cells
 from minrnn.layers.attention import CausalSelfAttention
 from minrnn.layers.base import TemporalLayer
+from minrnn.layers.init import FLAX, ParamInit
 from minrnn.layers.mamba import Mamba
 from minrnn.layers.recurrent import CellFactory, Recurrent
 from minrnn.layers.srupp import SRUppLayer
 
-# build(features, *, layer, num_layers, expansion, implementation, dtype, param_dtype, rngs,
-#       **options) -> TemporalLayer
+# build(features, *, layer, num_layers, expansion, implementation, dtype, param_dtype, init,
+#       rngs, **options) -> TemporalLayer
 Builder = Callable[..., TemporalLayer]
 
 
@@ -95,7 +97,8 @@ def build(name: str, features: int, *, layer: int = 0, num_layers: int = 1,
       raise
     raise ValueError(
         f"Temporal layer {name!r} was given an option it does not take ({e}); check "
-        "model.cell_kwargs against its constructor's arguments.") from None
+        "model.cell_kwargs against its constructor's arguments (a model.init other than "
+        "'flax' hands the cell kernel_init and bias_init).") from None
 
 
 def _refuse_expansion(name: str, expansion: int | None) -> None:
@@ -104,23 +107,34 @@ def _refuse_expansion(name: str, expansion: int | None) -> None:
                      "widths (leave expansion None).")
 
 
-def _build_attention(features, *, layer, num_layers, expansion, implementation, **kwargs):
+def _refuse_init(name: str, init: ParamInit) -> None:
+  if init is not FLAX:
+    raise ValueError(f"model.init={init.name!r} sets the recurrent cells' and the blocks' "
+                     f"initialisation; {name!r} draws its own parameters (use model.init="
+                     "'flax').")
+
+
+def _build_attention(features, *, layer, num_layers, expansion, implementation, init=FLAX,
+                     **kwargs):
   del layer, num_layers, implementation  # No scan.
   _refuse_expansion("transformer", expansion)
+  _refuse_init("transformer", init)
   return CausalSelfAttention(features, **kwargs)
 
 
-def _build_mamba(features, *, layer, num_layers, expansion, **kwargs):
+def _build_mamba(features, *, layer, num_layers, expansion, init=FLAX, **kwargs):
   del layer, num_layers
   _refuse_expansion("mamba", expansion)
+  _refuse_init("mamba", init)
   return Mamba(features, **kwargs)
 
 
 def _build_srupp(features, *, layer, num_layers, expansion, attention_every=1,
-                 memory_length=0, **kwargs):
+                 memory_length=0, init=FLAX, **kwargs):
   """Attention in layers k, 2k, ... (counting from 1), with the memory; the highway dropout in
   every layer but the last, as the official SRU++ models."""
   _refuse_expansion("srupp", expansion)
+  _refuse_init("srupp", init)
   if attention_every < 1:
     raise ValueError(f"attention_every must be >= 1, got {attention_every}.")
   attention = (layer + 1) % attention_every == 0

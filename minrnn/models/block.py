@@ -1,7 +1,14 @@
 """The one residual block every model is built from.
 
     x = x + Dropout(Temporal(CausalConv(Norm(x))))     # conv, norm optional
-    x = x + Dropout(GatedMLP(Norm(x)))                  # optional
+    x = x + Dropout(MLP(Norm(x)))                       # optional
+
+or, with `conv_residual`, the conv on a residual branch of its own before the norm, as the
+official minRNN model (`BorealisAI/minRNNs`, `models/model.py`) stacks it:
+
+    x = x + CausalConv(x)
+    x = x + Dropout(Temporal(Norm(x)))
+    x = x + Dropout(MLP(Norm(x)))
 
 The temporal layer is any registered one (`minrnn.layers.registry`): a minRNN cell, SRU, GRU,
 LSTM, causal attention, Mamba or SRU++. The papers' compositions are settings:
@@ -12,6 +19,10 @@ LSTM, causal attention, Mamba or SRU++. The papers' compositions are settings:
 | formal languages        | 4                | 0             |
 | language modelling      | 4                | 4             |
 | offline RL (D4RL)       | 0                | 4             |
+
+The MLP is gated (ours) or plain, `Linear -> GELU -> Linear` (`mlp_gated=False`), as the
+official minRNN and Decision-Mamba blocks have it. `init` (`minrnn.layers.init`) draws the
+conv, the MLP and the temporal layer's projections.
 
 SRU++ layers carry their own highway connection: `pre_norm=False, residual=False` make the
 block the layer alone, as the official SRU++ stacks them.
@@ -33,7 +44,8 @@ from flax.typing import Dtype
 
 from minrnn.layers.base import State, TemporalLayer
 from minrnn.layers.conv import CausalConv
-from minrnn.layers.mlp import GatedMLP
+from minrnn.layers.init import FLAX, ParamInit
+from minrnn.layers.mlp import MLP
 from minrnn.ops import check_sequence
 
 # rngs -> the block's temporal layer (built inside the block, after its conv, so that every
@@ -56,7 +68,10 @@ class ResidualBlock(nnx.Module):
     features: model width.
     temporal: builds the temporal layer from parameter keys.
     conv_kernel_size: taps of the causal depthwise conv before the temporal layer; 0: none.
-    mlp_expansion: hidden width of the gated MLP as a multiple of `features`; 0: no MLP.
+    conv_residual: the conv on a residual branch of its own, before the norm (the official
+      minRNN model); else inside the temporal branch, after the norm.
+    mlp_expansion: hidden width of the MLP as a multiple of `features`; 0: no MLP.
+    mlp_gated: the gated MLP; else the plain `Linear -> GELU -> Linear`.
     dropout: rate on both branches' outputs (active only when `rngs` is passed; the same keys
       reach the temporal layer, for its own dropout).
     pre_norm: RMSNorm before each branch.
@@ -64,26 +79,32 @@ class ResidualBlock(nnx.Module):
       highway connection of their own).
     dtype: compute dtype (None: from the inputs); recurrent states stay float32.
     param_dtype: parameter dtype.
+    init: the parameter scheme of the conv and the MLP (`minrnn.layers.init`); the temporal
+      factory receives its own.
     rngs: parameter initialisation keys.
   """
 
   def __init__(self, features: int, temporal: TemporalFactory, *, conv_kernel_size: int = 4,
-               mlp_expansion: int = 4, dropout: float = 0.0, pre_norm: bool = True,
-               residual: bool = True, dtype: Dtype | None = None,
-               param_dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
+               conv_residual: bool = False, mlp_expansion: int = 4, mlp_gated: bool = True,
+               dropout: float = 0.0, pre_norm: bool = True, residual: bool = True,
+               dtype: Dtype | None = None, param_dtype: Dtype = jnp.float32,
+               init: ParamInit = FLAX, rngs: nnx.Rngs):
     if conv_kernel_size < 0 or mlp_expansion < 0:
       raise ValueError(f"conv_kernel_size and mlp_expansion must be >= 0 (0: none), got "
                        f"{conv_kernel_size} and {mlp_expansion}.")
     self.features = features
     self.dtype = dtype
     self.residual = residual
+    self.conv_residual = conv_residual
     common = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     norm = lambda: nnx.RMSNorm(features, **common) if pre_norm else None
     self.temporal_norm = norm()
-    self.conv = CausalConv(features, conv_kernel_size, **common) if conv_kernel_size else None
+    self.conv = (CausalConv(features, conv_kernel_size, init=init, **common)
+                 if conv_kernel_size else None)
     self.temporal = temporal(rngs)
     self.mlp_norm = norm() if mlp_expansion else None
-    self.mlp = GatedMLP(features, mlp_expansion, **common) if mlp_expansion else None
+    self.mlp = (MLP(features, mlp_expansion, gated=mlp_gated, init=init, **common)
+                if mlp_expansion else None)
     self.dropout = nnx.Dropout(dropout)
 
   def initialize_state(self, batch_size: int) -> BlockState:
@@ -110,10 +131,13 @@ class ResidualBlock(nnx.Module):
     check_sequence(x, self.features, seq_lengths=seq_lengths)
     # A fresh start stays None for the temporal layer: it may have a faster path for it.
     temporal, window = (None, None) if state is None else state
+    if self.conv is not None and window is None:
+      window = self.conv.initial_window(x.shape[0], self.dtype or jnp.float32)
+    if self.conv_residual and self.conv is not None:
+      c, window = self.conv(x, window, seq_lengths)
+      x = x + c.astype(x.dtype)
     h = self._norm(self.temporal_norm, x)
-    if self.conv is not None:
-      if window is None:
-        window = self.conv.initial_window(x.shape[0], self.dtype or jnp.float32)
+    if not self.conv_residual and self.conv is not None:
       h, window = self.conv(h, window, seq_lengths)
     h, temporal = self.temporal(h, temporal, seq_lengths=seq_lengths, rngs=rngs)
     h = self._drop(h.astype(x.dtype), rngs)
@@ -124,9 +148,12 @@ class ResidualBlock(nnx.Module):
 
   def step(self, state: BlockState, x: jax.Array) -> tuple[BlockState, jax.Array]:
     """Step mode (no dropout). x: `(batch, features)`. Returns `(state, y)`."""
-    h = self._norm(self.temporal_norm, x)
     window = state.conv
-    if self.conv is not None:
+    if self.conv_residual and self.conv is not None:
+      window, c = self.conv.step(window, x)
+      x = x + c.astype(x.dtype)
+    h = self._norm(self.temporal_norm, x)
+    if not self.conv_residual and self.conv is not None:
       window, h = self.conv.step(window, h)
     temporal, h = self.temporal.step(state.temporal, h)
     x = x + h.astype(x.dtype) if self.residual else h.astype(x.dtype)

@@ -3,8 +3,9 @@
 The section's keys (their defaults and sources are in `minrnn.training.config`):
 
 - blocks: `cell` (a name in `minrnn.layers.registry`), `cell_kwargs`, `features`,
-  `num_layers`, `expansion`, `conv_kernel_size`, `mlp_expansion`, `dropout`, `pre_norm`,
-  `residual`, `implementation`, `dtype`;
+  `num_layers`, `expansion`, `conv_kernel_size`, `conv_residual`, `mlp_expansion`,
+  `mlp_gated`, `dropout`, `pre_norm`, `residual`, `implementation`, `dtype`, `init` (a scheme
+  of `minrnn.layers.init`, for the blocks and the model's embeddings and head alike);
 - the language model's embedding and head: `final_norm`, `io_dropout`, `tie_embeddings`,
   `head_bias`, `adaptive_cutoffs`, `div_val`, `embed_features`, `emb_dropout`,
   `softmax_chunk_size`.
@@ -22,6 +23,7 @@ import jax.numpy as jnp
 from flax import nnx
 from flax.typing import Dtype
 
+from minrnn.layers import init as param_init
 from minrnn.layers import registry
 from minrnn.models.block import ResidualBlock
 from minrnn.models.decision import DecisionModel
@@ -37,11 +39,12 @@ def dtype_from_name(name: str) -> Dtype:
   return DTYPES[name]
 
 
-def _temporal(rngs, *, model: Any, layer: int, implementation: Any, dtype: Dtype | None):
+def _temporal(rngs, *, model: Any, layer: int, implementation: Any, dtype: Dtype | None,
+              init: param_init.ParamInit):
   return registry.build(
       model.cell, model.features, layer=layer, num_layers=model.num_layers,
-      expansion=model.expansion, implementation=implementation, dtype=dtype, rngs=rngs,
-      **dict(model.cell_kwargs))
+      expansion=model.expansion, implementation=implementation, dtype=dtype, init=init,
+      rngs=rngs, **dict(model.cell_kwargs))
 
 
 def block_factory(model: Any, implementation: Any = None) -> BlockFactory:
@@ -49,14 +52,16 @@ def block_factory(model: Any, implementation: Any = None) -> BlockFactory:
   registry.get(model.cell)  # An unknown name fails here, listing the registered ones.
   implementation = model.implementation if implementation is None else implementation
   dtype = dtype_from_name(model.dtype)
+  init = param_init.get(model.init)
 
   def block(layer: int, rngs: nnx.Rngs) -> ResidualBlock:
     temporal = functools.partial(_temporal, model=model, layer=layer,
-                                 implementation=implementation, dtype=dtype)
+                                 implementation=implementation, dtype=dtype, init=init)
     return ResidualBlock(model.features, temporal, conv_kernel_size=model.conv_kernel_size,
-                         mlp_expansion=model.mlp_expansion, dropout=model.dropout,
+                         conv_residual=model.conv_residual, mlp_expansion=model.mlp_expansion,
+                         mlp_gated=model.mlp_gated, dropout=model.dropout,
                          pre_norm=model.pre_norm, residual=model.residual, dtype=dtype,
-                         rngs=rngs)
+                         init=init, rngs=rngs)
 
   return block
 
@@ -74,7 +79,7 @@ def build_language_model(model: Any, vocab_size: int, seed: int,
       # Runs saved before the key existed had none.
       emb_dropout=model.get("emb_dropout", 0.0),
       softmax_chunk_size=model.softmax_chunk_size, dtype=dtype_from_name(model.dtype),
-      rngs=nnx.Rngs(seed))
+      init=param_init.get(model.init), rngs=nnx.Rngs(seed))
 
 
 def build_decision_model(model: Any, *, state_dim: int, act_dim: int, max_timestep: int,
@@ -84,4 +89,5 @@ def build_decision_model(model: Any, *, state_dim: int, act_dim: int, max_timest
   return DecisionModel(
       state_dim, act_dim, features=model.features, num_layers=model.num_layers,
       block=block_factory(model, implementation), max_timestep=max_timestep,
-      dropout=model.dropout, dtype=dtype_from_name(model.dtype), rngs=nnx.Rngs(seed))
+      dropout=model.dropout, dtype=dtype_from_name(model.dtype),
+      init=param_init.get(model.init), rngs=nnx.Rngs(seed))

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 from flax import nnx
 from flax.typing import Dtype
 
+from minrnn.layers.init import FLAX, ParamInit
 from minrnn.models.block import BlockState, ResidualBlock
 
 ModelState = tuple[BlockState, ...]
@@ -46,25 +47,28 @@ class DecisionModel(nnx.Module):
     dropout: dropout rate on the embeddings (only when `rngs` is passed).
     dtype: compute dtype (None: float32); predicted actions and carries are float32.
     param_dtype: parameter dtype.
+    init: the parameter scheme (`minrnn.layers.init`) of the token embeddings and the action
+      head ("torch": PyTorch's defaults, which the Decision-Transformer / Decision-Mamba code
+      leaves on these layers).
     rngs: parameter initialisation keys.
   """
 
   def __init__(self, state_dim: int, act_dim: int, *, features: int, num_layers: int,
                block: BlockFactory, max_timestep: int = 1000, dropout: float = 0.0,
                dtype: Dtype | None = None, param_dtype: Dtype = jnp.float32,
-               rngs: nnx.Rngs):
+               init: ParamInit = FLAX, rngs: nnx.Rngs):
     self.state_dim, self.act_dim, self.features = state_dim, act_dim, features
     self.max_timestep = max_timestep
     common = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-    self.embed_return = nnx.Linear(1, features, **common)
-    self.embed_state = nnx.Linear(state_dim, features, **common)
-    self.embed_action = nnx.Linear(act_dim, features, **common)
-    self.embed_timestep = nnx.Embed(max_timestep, features, **common)
+    self.embed_return = nnx.Linear(1, features, **init.dense(1), **common)
+    self.embed_state = nnx.Linear(state_dim, features, **init.dense(state_dim), **common)
+    self.embed_action = nnx.Linear(act_dim, features, **init.dense(act_dim), **common)
+    self.embed_timestep = nnx.Embed(max_timestep, features, **init.embedding(), **common)
     self.embed_norm = nnx.LayerNorm(features, **common)
     self.embed_dropout = nnx.Dropout(dropout)
     self.blocks = nnx.List([block(i, rngs) for i in range(num_layers)])
     self.norm = nnx.RMSNorm(features, **common)
-    self.predict_action = nnx.Linear(features, act_dim, **common)
+    self.predict_action = nnx.Linear(features, act_dim, **init.dense(features), **common)
 
   def initialize_state(self, batch_size: int) -> ModelState:
     """The step-mode state before the first token: one `BlockState` per layer."""

@@ -24,6 +24,7 @@ from flax import nnx
 from flax.typing import Dtype
 
 from minrnn.layers.adaptive import AdaptiveEmbedding
+from minrnn.layers.init import FLAX, ParamInit
 from minrnn.models.block import BlockState, ResidualBlock
 from minrnn.ops.chunked_softmax import check_chunk_size, scored_targets
 
@@ -54,6 +55,8 @@ class LanguageModel(nnx.Module):
       from the full `(batch, time, vocab)` scores (the adaptive softmax needs a number).
     dtype: compute dtype (None: float32); scores and recurrent states are float32.
     param_dtype: parameter dtype.
+    init: the parameter scheme (`minrnn.layers.init`) of the embedding and the untied head
+      (the default: N(0, 0.02) embeddings, as GPT-2); the adaptive embedding keeps its own.
     rngs: parameter initialisation keys.
   """
 
@@ -62,7 +65,8 @@ class LanguageModel(nnx.Module):
                head_bias: bool = False, adaptive_cutoffs: Sequence[int] | None = None,
                div_val: int = 4, embed_features: int | None = None, emb_dropout: float = 0.0,
                softmax_chunk_size: int | None = None, dtype: Dtype | None = None,
-               param_dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
+               param_dtype: Dtype = jnp.float32, init: ParamInit = FLAX,
+               rngs: nnx.Rngs):
     if emb_dropout and adaptive_cutoffs is None:
       raise ValueError(f"emb_dropout={emb_dropout} applies inside the adaptive embedding "
                        "(model.adaptive_cutoffs); without it use model.io_dropout.")
@@ -79,12 +83,14 @@ class LanguageModel(nnx.Module):
         embed_features=embed_features, chunk_size=softmax_chunk_size, dropout=emb_dropout,
         **common))
     # GPT-2's small embedding init: with a tied head, logits start near uniform.
-    self.embed = (nnx.Embed(vocab_size, features,
-                            embedding_init=nnx.initializers.normal(stddev=0.02), **common)
+    embedding_init = {"embedding_init": nnx.initializers.normal(stddev=0.02),
+                      **init.embedding()}
+    self.embed = (nnx.Embed(vocab_size, features, **embedding_init, **common)
                   if self.adaptive is None else None)
     self.blocks = nnx.List([block(i, rngs) for i in range(num_layers)])
     self.norm = nnx.RMSNorm(features, **common) if final_norm else None
-    self.head = (nnx.Linear(features, vocab_size, use_bias=head_bias, **common)
+    self.head = (nnx.Linear(features, vocab_size, use_bias=head_bias, **init.dense(features),
+                            **common)
                  if self.adaptive is None and not tie_embeddings else None)
     self.io_dropout = nnx.Dropout(io_dropout)
 

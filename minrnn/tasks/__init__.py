@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from minrnn.data import enwik8, shakespeare, wikitext
 from minrnn.data.d4rl import D4RLWindows, read_dataset
-from minrnn.data.formal_languages import FormalLanguage
+from minrnn.data.formal_languages import FormalLanguage, majority_answer_rate
 from minrnn.data.from_tfds import TINY_SHAKESPEARE, d4rl_tfds_name
 from minrnn.data.segments import SegmentStream
 from minrnn.data.selective_copy import SelectiveCopy
@@ -44,10 +44,13 @@ def _selective_copy(data: Any, seed: int) -> Task:
 
 
 def _formal_language(data: Any, seed: int) -> Task:
-  return TokenTask(FormalLanguage(
+  source = FormalLanguage(
       task=data.task, batch_size=data.batch_size, seed=seed, eval_batches=data.eval_batches,
       min_len=data.min_len, max_len=data.max_len, eval_min_len=data.eval_min_len,
-      eval_max_len=data.eval_max_len), sequence_accuracy=True, headline="accuracy")
+      eval_max_len=data.eval_max_len)
+  # Chance: the test strings' most frequent answer, for the scaled accuracy (xLSTM Fig. 4).
+  return TokenTask(source, sequence_accuracy=True, headline="accuracy",
+                   chance=majority_answer_rate(source.eval_batches()))
 
 
 def _stream(data: Any, train, evals, vocab_size) -> SegmentStream:
@@ -83,7 +86,8 @@ def _d4rl(data: Any, seed: int) -> Task:
   windows = D4RLWindows(
       env=data.env, data=arrays, source=where, batch_size=data.batch_size,
       context=data.context, return_scale=data.return_scale, max_timestep=data.max_timestep,
-      eval_fraction=data.eval_fraction, eval_batches=data.eval_batches, seed=seed)
+      eval_fraction=data.eval_fraction, eval_batches=data.eval_batches, seed=seed,
+      padding=data.padding)
   return DecisionTask(windows, rollouts=data.rollouts)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from minrnn.data.batches import Batch
+from minrnn.data.formal_languages import scaled_accuracy
 from minrnn.data.segments import SegmentStream
 from minrnn.data.vocab import TextVocab
 from minrnn.tasks.base import Task
@@ -30,12 +31,15 @@ class TokenTask(Task):
     eval_splits: the source's evaluation splits, the first evaluated during training (the
       source's `eval_batches(split)` takes one of them); None: it has one, and its
       `eval_batches()` takes no argument.
+    chance: the evaluation split's chance accuracy (e.g. its most frequent answer's share):
+      then the metrics also report it and `scaled_accuracy`, 0 at chance and 1 when perfect
+      (`minrnn.data.formal_languages.scaled_accuracy`).
   """
 
   def __init__(self, source: Any, *, vocab: TextVocab | None = None,
                sequence_accuracy: bool = False, headline: str = "loss",
                describe: dict[str, Any] | None = None,
-               eval_splits: tuple[str, ...] | None = None):
+               eval_splits: tuple[str, ...] | None = None, chance: float | None = None):
     self.source = source
     self.vocab = vocab
     self.headline = headline
@@ -47,9 +51,17 @@ class TokenTask(Task):
     self._named_splits = eval_splits is not None
     if self._named_splits:
       self.eval_splits = tuple(eval_splits)
+    self.chance = chance
 
   def train_batch(self, step: int) -> Batch:
     return self.source.train_batch(step)
+
+  def eval_metrics(self, totals: dict[str, float]) -> dict[str, float]:
+    metrics = super().eval_metrics(totals)
+    if self.chance is not None:
+      metrics["chance_accuracy"] = self.chance
+      metrics["scaled_accuracy"] = scaled_accuracy(metrics["accuracy"], self.chance)
+    return metrics
 
   def eval_batches(self, split: str | None = None) -> Iterator[Batch]:
     split = self.eval_splits[0] if split is None else split

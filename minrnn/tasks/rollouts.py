@@ -4,10 +4,14 @@ The policy is conditioned on a target return: the return-to-go starts at the tar
 each reward received (the Decision Transformer's evaluation). It reads the episode in one of two
 modes (`MODES`):
 
+- `"window"` (the paper's, following Decision Mamba's `get_action` and the Decision
+  Transformer's): at every environment step the model reads the last `context` steps again,
+  from scratch, in parallel mode. The window is left-padded with zeros (return-to-go, state,
+  action, timestep 0) until `context` steps have passed, its newest action is a zero
+  placeholder, and the action is read at its last position. Nothing is carried from one step to
+  the next but the window: the model never reads more than `context` steps, as in training;
 - `"step"`: the model runs in step mode, one environment step at a time, with a constant-size
-  state carried over the whole episode;
-- `"window"`: at every step the model reads the last `context` steps again in parallel mode
-  (the window fills from the left and then slides), as the Decision Transformer evaluates.
+  state carried over the whole episode (an extra mode of this codebase, not the paper's).
 
 All episodes of one target run side by side as one batch; episode i is reset with seed
 `seed + i`.
@@ -29,7 +33,7 @@ from tqdm import tqdm
 
 from minrnn.models.decision import DecisionModel
 
-MODES = ("step", "window")
+MODES = ("window", "step")
 
 GYM_ENVS = {"halfcheetah": "HalfCheetah-v5", "hopper": "Hopper-v5", "walker2d": "Walker2d-v5"}
 # D4RL's REF_MIN_SCORE / REF_MAX_SCORE of the MuJoCo locomotion tasks (random and expert
@@ -63,58 +67,37 @@ def make_env(env: str):
 
 class Window(NamedTuple):
   """The window policy's state: the last `context` steps of each episode, `(batch, K, ...)`,
-  and `count` int32 `(batch,)` steps seen so far."""
+  newest last, zeros before the first step."""
 
   returns_to_go: jax.Array
   states: jax.Array
   actions: jax.Array
   timesteps: jax.Array
-  count: jax.Array
 
 
-def _shift_where(window: jax.Array, full: jax.Array) -> jax.Array:
-  """Rows of `window` `(batch, K, ...)` where `full` `(batch,)`: shifted one step left."""
-  full = full.reshape(full.shape + (1,) * (window.ndim - 1))
-  return jnp.where(full, jnp.roll(window, -1, axis=1), window)
-
-
-def _write(window: jax.Array, slot: jax.Array, value: jax.Array) -> jax.Array:
-  """`window[b, slot[b]] = value[b]` for every row b; window `(batch, K, ...)`."""
-  at = jax.nn.one_hot(slot, window.shape[1], dtype=jnp.bool_)
-  at = at.reshape(at.shape + (1,) * (window.ndim - 2))
-  return jnp.where(at, value[:, None].astype(window.dtype), window)
+def _push(window: jax.Array, value: jax.Array) -> jax.Array:
+  """`window` `(batch, K, ...)` shifted one step left, `value` `(batch, ...)` last."""
+  return jnp.concatenate([window[:, 1:], value[:, None].astype(window.dtype)], axis=1)
 
 
 def _window_act(model: DecisionModel, window: Window, returns_to_go, states, timesteps):
-  # Steps fill the window from the left; once it is full it shifts left by one. Padding
-  # after the newest state token cannot change it (the model is causal), so the window needs
-  # no mask and its positions start at 0, as in training.
-  context = window.returns_to_go.shape[1]
-  full = window.count >= context
-  slot = jnp.minimum(window.count, context - 1)
-  shifted = Window(*(_shift_where(v, full) for v in window[:-1]), window.count)
-  shifted = Window(_write(shifted.returns_to_go, slot, returns_to_go),
-                   _write(shifted.states, slot, states),
-                   _write(shifted.actions, slot, jnp.zeros_like(shifted.actions[:, 0])),
-                   _write(shifted.timesteps, slot, timesteps), window.count + 1)
-  predicted, _ = model(shifted.returns_to_go, shifted.states, shifted.actions,
-                       shifted.timesteps)
-  action = jnp.take_along_axis(predicted, slot[:, None, None], axis=1)[:, 0]
-  return shifted, action
+  window = Window(_push(window.returns_to_go, returns_to_go), _push(window.states, states),
+                  _push(window.actions, jnp.zeros_like(window.actions[:, 0])),
+                  _push(window.timesteps, timesteps))
+  predicted, _ = model(*window)
+  return window, predicted[:, -1]
 
 
 def _window_observe(model: DecisionModel, window: Window, actions, timesteps):
   del model, timesteps
-  context = window.returns_to_go.shape[1]
-  slot = jnp.maximum(jnp.minimum(window.count, context) - 1, 0)
-  return window._replace(actions=_write(window.actions, slot, actions))
+  return window._replace(actions=window.actions.at[:, -1].set(actions))
 
 
 def _empty_window(model: DecisionModel, batch: int, context: int) -> Window:
   return Window(jnp.zeros((batch, context), jnp.float32),
                 jnp.zeros((batch, context, model.state_dim), jnp.float32),
                 jnp.zeros((batch, context, model.act_dim), jnp.float32),
-                jnp.zeros((batch, context), jnp.int32), jnp.zeros((batch,), jnp.int32))
+                jnp.zeros((batch, context), jnp.int32))
 
 
 def policy(model: DecisionModel, mode: str, context: int, batch: int
@@ -146,7 +129,7 @@ def policy(model: DecisionModel, mode: str, context: int, batch: int
 
 def rollout(model: DecisionModel, env: str, *, target_return: float, num_episodes: int,
             state_mean: np.ndarray, state_std: np.ndarray, return_scale: float,
-            mode: str = "step", context: int = 20, max_steps: int = 1000, seed: int = 0,
+            mode: str = "window", context: int = 20, max_steps: int = 1000, seed: int = 0,
             progress_bar: bool = True) -> dict[str, Any]:
   """Runs `num_episodes` episodes conditioned on `target_return`.
 

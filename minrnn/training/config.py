@@ -61,7 +61,8 @@ def block_defaults() -> config_dict.ConfigDict:
 
   Sources: [paper] "Were RNNs All We Needed?" (arXiv 2410.01201, C.2: pre-norm residual blocks;
   its language models are Conv4 -> minRNN -> MLP); [Mamba] the short causal conv of 4 taps;
-  [nanoGPT] the MLP width 4 * d; [ours] choices of this codebase.
+  [nanoGPT] the MLP width 4 * d; [official] the paper's code (`BorealisAI/minRNNs`); [ours]
+  choices of this codebase.
   """
   model = config_dict.ConfigDict()
   model.cell = "mingru"  # A name in minrnn.layers.registry.
@@ -72,12 +73,20 @@ def block_defaults() -> config_dict.ConfigDict:
   # is `features * expansion` wide with a down-projection (a number here).
   model.expansion = config_dict.placeholder(int)
   model.conv_kernel_size = 4  # [Mamba], [paper] (0: no conv)
+  # [ours] The conv inside the temporal branch, after the norm; True: on a residual branch of
+  # its own before the norm, as [official] models/model.py.
+  model.conv_residual = False
   model.mlp_expansion = 4  # [nanoGPT], [paper] (0: no MLP)
+  # [ours] A gated MLP; False: Linear -> GELU -> Linear, as [official] and Decision Mamba.
+  model.mlp_gated = True
   model.dropout = 0.0  # [ours]
   model.pre_norm = True  # [paper]
   model.residual = True  # [paper]
   model.implementation = config_dict.placeholder(str)  # None: the platform's fastest scan.
   model.dtype = "float32"  # [ours] "bfloat16" for mixed precision on GPUs.
+  # [ours] Flax's initialisers; "torch": PyTorch's defaults, as the paper's models
+  # (minrnn.layers.init).
+  model.init = "flax"
   return model
 
 

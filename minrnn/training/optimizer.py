@@ -4,9 +4,10 @@ decoupled weight decay, on a warmup-then-cosine learning-rate schedule.
 `train.optimizer` picks the update rule: `"adamw"`, or `"radam"` (Liu et al., 2020, arXiv
 1908.03265), which the official SRU++ scripts use. `train.weight_decay_on` picks what decays:
 `"matrices"` (projections, embeddings, conv taps; not norm scales or biases), `"all"`
-parameters, as the official SRU++ scripts do, or `"all_but_recurrence"`: every parameter except
-the recurrence's input projection (the minRNN cells' `cell/proj` kernel and bias), as the
-official minRNN `main.py` groups them (no decay on its `to_hidden_and_gate`).
+parameters, as the official SRU++ scripts and the Decision-Mamba code do, or
+`"all_but_recurrence"`: every parameter but the minRNN cells' input projections (those tagged
+`minrnn.cells.base.RECURRENCE_PROJECTION`), as the official minRNN code's `main.py` leaves
+`to_hidden_and_gate` out of AdamW's decay.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from typing import Any
 
 import jax
 import optax
+from flax import nnx
+
+from minrnn.cells.base import RECURRENCE_PROJECTION
 
 
 def learning_rate_schedule(train: Any) -> optax.Schedule:
@@ -42,33 +46,27 @@ def learning_rate_schedule(train: Any) -> optax.Schedule:
 
 
 OPTIMIZERS = ("adamw", "radam")
-# The path of a recurrent cell's input projection inside a model's parameters.
-RECURRENCE_PROJECTION = ("cell", "proj")
 
 
 def _decay_matrices(params):
   return jax.tree.map(lambda p: p.ndim >= 2, params)
 
 
-def _names(path) -> tuple[str, ...]:
-  return tuple(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
-
-
-def _in_recurrence_projection(path) -> bool:
-  names, n = _names(path), len(RECURRENCE_PROJECTION)
-  return any(names[i:i + n] == RECURRENCE_PROJECTION for i in range(len(names) - n + 1))
+def _is_variable(x) -> bool:
+  return isinstance(x, nnx.Variable)
 
 
 def _decay_all_but_recurrence(params):
-  """True for every parameter outside the recurrent cells' input projections; a model without
-  one is an error (the setting would decay everything, which is what "all" says)."""
-  mask = jax.tree_util.tree_map_with_path(lambda path, _: not _in_recurrence_projection(path),
-                                          params)
+  """True for every parameter but those tagged `RECURRENCE_PROJECTION`, one bool per Variable (a
+  prefix of the parameters' tree, which optax's masks accept); a model without one is an error
+  (the setting would decay everything, which is what "all" says)."""
+  mask = jax.tree.map(
+      lambda v: not (_is_variable(v) and v.get_metadata().get(RECURRENCE_PROJECTION, False)),
+      params, is_leaf=_is_variable)
   if all(jax.tree.leaves(mask)):
     raise ValueError(
         "train.weight_decay_on='all_but_recurrence' found no recurrent cell's input projection "
-        f"(parameters under {'/'.join(RECURRENCE_PROJECTION)}) in the model; use 'all' or "
-        "'matrices' for this model.")
+        "in the model; use 'all' or 'matrices' for this model.")
   return mask
 
 
