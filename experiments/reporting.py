@@ -107,6 +107,14 @@ def protocol_label(differences: list[str], run: dict[str, Any]) -> str:
   return label
 
 
+def protocol_title(runs) -> str:
+  """A table's first-line label for `runs` (each with its `differences`): "the paper's
+  protocol", or "reduced from the paper's protocol: " with every difference of any run."""
+  reduced = sorted({d for run in runs for d in run["differences"]})
+  return ("the paper's protocol" if not reduced else
+          "reduced from the paper's protocol: " + "; ".join(reduced))
+
+
 def fmt(value: float | None, digits: int = 3) -> str:
   """A number for a table; "–" when missing."""
   if value is None or (isinstance(value, float) and math.isnan(value)):

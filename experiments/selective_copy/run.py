@@ -51,9 +51,7 @@ def _paper(number: tuple[float, float] | None) -> str:
 
 
 def _table(args, runs: list[dict]) -> list[str]:
-  reduced = sorted({d for run in runs for d in run["differences"]})
-  first = ("the paper's protocol" if not reduced else
-           "reduced from the paper's protocol: " + "; ".join(reduced))
+  first = reporting.protocol_title(runs)
   lines = [
       f"# Selective copying ({args.variant} configs): {first}",
       "",

@@ -53,9 +53,7 @@ def parse_args(argv=None):
 def _write(args, name: str, runs: dict) -> dict:
   """Writes the table, figure and JSON of the runs so far; returns the JSON payload."""
   env = reporting.environment()
-  reduced = sorted({d for run in runs.values() for d in run["differences"]})
-  first = ("the paper's protocol" if not reduced else
-           "reduced from the paper's protocol: " + "; ".join(reduced))
+  first = reporting.protocol_title(runs.values())
   lines = [
       f"# Shakespeare character LM ({args.variant} configs): {first}",
       "",
