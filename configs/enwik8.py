@@ -35,7 +35,7 @@ Where each setting comes from:
 
 from ml_collections import config_dict
 
-from minrnn.training.config import base_config, lm_defaults, parse_variant
+from minrnn.training.config import base_config, lm_defaults, parse_variant, srupp_training
 
 
 def srupp_model(size: str) -> config_dict.ConfigDict:
@@ -125,25 +125,7 @@ def get_config(variant: str = "") -> config_dict.ConfigDict:
                   else residual_model(choice["model"], size))
   config.final_test = final_test(size, srupp=choice["model"] == "srupp")
 
-  config.train.num_steps = 400_000  # [sru] max_iter
-  config.train.learning_rate = 3e-4  # [sru] lr
-  config.train.end_learning_rate = 0.0  # [sru] CosineAnnealingLR decays to 0.
-  config.train.warmup_steps = 16_000  # [sru]
-  config.train.weight_decay = 0.1  # [sru]
-  config.train.optimizer = "radam"  # [sru]
-  config.train.weight_decay_on = "all"  # [sru] RAdam decays every parameter.
-  config.train.b1 = 0.9  # [sru] RAdam defaults
-  config.train.b2 = 0.999  # [sru]
-  config.train.grad_clip = 1.0  # [sru] clip_grad
-  config.train.log_every = 200  # [sru] log_period
-  config.train.eval_every = 8000  # [sru] eval_period
-  config.train.checkpoint_every = 2000  # [ours]
-
-  if size in ("gpu", "cpu"):
-    # [ours] RAdam's rectification keeps its first few hundred steps tiny (a built-in warmup
-    # for 400k-step runs); the short variants train with AdamW on matrices.
-    config.train.optimizer = "adamw"
-    config.train.weight_decay_on = "matrices"
+  srupp_training(config.train, size)  # [sru]
   if size == "gpu":
     # [ours] One GPU, minutes: 4 layers of width 512 with attention in layers 2 and 4.
     config.data.batch_size = 16

@@ -111,6 +111,33 @@ def lm_defaults() -> config_dict.ConfigDict:
   return model
 
 
+def srupp_training(train: config_dict.ConfigDict, size: str) -> None:
+  """Sets, in place, the official SRU++ recipe on a `train` section (both long-context tasks).
+
+  Sources: [sru] the official `sru` repository's `experiments/srupp_experiments/train_enwik8.py`
+  and `train_wt103.py`, which share it; [ours] choices of this codebase. `size` "gpu" and "cpu"
+  (short runs) train with AdamW on matrices instead of RAdam on everything.
+  """
+  train.num_steps = 400_000  # [sru] max_iter
+  train.learning_rate = 3e-4  # [sru] lr
+  train.end_learning_rate = 0.0  # [sru] CosineAnnealingLR decays to 0.
+  train.warmup_steps = 16_000  # [sru]
+  train.weight_decay = 0.1  # [sru]
+  train.optimizer = "radam"  # [sru]
+  train.weight_decay_on = "all"  # [sru] RAdam decays every parameter.
+  train.b1 = 0.9  # [sru] RAdam defaults
+  train.b2 = 0.999  # [sru]
+  train.grad_clip = 1.0  # [sru] clip_grad
+  train.log_every = 200  # [sru] log_period
+  train.eval_every = 8000  # [sru] eval_period
+  train.checkpoint_every = 2000  # [ours]
+  if size in ("gpu", "cpu"):
+    # [ours] RAdam's rectification keeps its first few hundred steps tiny (a built-in warmup
+    # for 400k-step runs); the short variants train with AdamW on matrices.
+    train.optimizer = "adamw"
+    train.weight_decay_on = "matrices"
+
+
 def parse_variant(variant: str | None, family: str,
                   **choices: tuple[Sequence[str], str | None]) -> dict[str, str]:
   """The parts of a config file's variant string, e.g. `"gru,cpu"` for
