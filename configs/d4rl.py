@@ -53,6 +53,39 @@ WIDTH_256 = ("hopper-medium", "hopper-medium-replay")
 LEARNING_RATE_1E4 = ("hopper-medium", "hopper-medium-replay", "walker2d-medium")
 
 
+def _data(env: str, dataset: str) -> config_dict.ConfigDict:
+  """The `data` section of one D4RL task."""
+  data = config_dict.ConfigDict()
+  data.name = "d4rl"
+  data.env = env
+  data.dataset = dataset
+  data.dir = config_dict.placeholder(str)  # None: $MINRNN_DATA_DIR, then the user cache.
+  data.file = f"d4rl/{env}_{dataset.replace('-', '_')}-v2.hdf5"  # [D4RL]
+  # [ours] "files": the hdf5 file by the data-directory rule; "tfds": TFDS's prepared RLDS
+  # episodes of the same dataset (ArrayRecord; `pip install -e ".[tfds]"`).
+  data.source = "files"
+  data.tfds_name = f"d4rl_mujoco_{env}/v2-{dataset}"  # [TFDS]
+  # None: $TFDS_DATA_DIR, else ~/tensorflow_datasets (TFDS's default).
+  data.tfds_dir = config_dict.placeholder(str)
+  data.batch_size = 64  # [DT]
+  data.context = 20  # [DT] K
+  data.return_scale = 1000.0  # [DT]
+  data.max_timestep = 1000  # [DT] max_ep_len, [D4RL]
+  data.eval_fraction = 0.02  # [ours]
+  data.eval_batches = 8  # [ours]
+  data.padding = "start"  # [DMamba]
+  data.rollouts = config_dict.ConfigDict()
+  data.rollouts.target_returns = TARGET_RETURNS[env]  # [DT]
+  data.rollouts.num_episodes = 100  # [DMamba], [DT] per target and training seed
+  # [paper], [DMamba] the left-padded window of the last K steps, read again at every step;
+  # "step" carries the model's state through the episode instead (ours, not the paper's).
+  data.rollouts.mode = "window"
+  data.rollouts.seed = 1000  # [ours] environment seeds 1000, 1001, ...
+  data.rollouts.max_steps = 1000  # [D4RL]
+  data.rollouts.progress_bar = True
+  return data
+
+
 def get_config(variant: str = "") -> config_dict.ConfigDict:
   choice = parse_variant(variant, "configs/d4rl.py", task=(TASKS, None),
                          model=(MODELS, "mingru"), size=(("paper", "cpu"), "paper"))
@@ -60,34 +93,7 @@ def get_config(variant: str = "") -> config_dict.ConfigDict:
   config = base_config()
   config.seed = 0  # [paper] the table averages seeds 0-4 (experiments/d4rl/table.py).
 
-  config.data = config_dict.ConfigDict()
-  config.data.name = "d4rl"
-  config.data.env = env
-  config.data.dataset = dataset
-  config.data.dir = config_dict.placeholder(str)  # None: $MINRNN_DATA_DIR, then the user cache.
-  config.data.file = f"d4rl/{env}_{dataset.replace('-', '_')}-v2.hdf5"  # [D4RL]
-  # [ours] "files": the hdf5 file by the data-directory rule; "tfds": TFDS's prepared RLDS
-  # episodes of the same dataset (ArrayRecord; `pip install -e ".[tfds]"`).
-  config.data.source = "files"
-  config.data.tfds_name = f"d4rl_mujoco_{env}/v2-{dataset}"  # [TFDS]
-  # None: $TFDS_DATA_DIR, else ~/tensorflow_datasets (TFDS's default).
-  config.data.tfds_dir = config_dict.placeholder(str)
-  config.data.batch_size = 64  # [DT]
-  config.data.context = 20  # [DT] K
-  config.data.return_scale = 1000.0  # [DT]
-  config.data.max_timestep = 1000  # [DT] max_ep_len, [D4RL]
-  config.data.eval_fraction = 0.02  # [ours]
-  config.data.eval_batches = 8  # [ours]
-  config.data.padding = "start"  # [DMamba]
-  config.data.rollouts = config_dict.ConfigDict()
-  config.data.rollouts.target_returns = TARGET_RETURNS[env]  # [DT]
-  config.data.rollouts.num_episodes = 100  # [DMamba], [DT] per target and training seed
-  # [paper], [DMamba] the left-padded window of the last K steps, read again at every step;
-  # "step" carries the model's state through the episode instead (ours, not the paper's).
-  config.data.rollouts.mode = "window"
-  config.data.rollouts.seed = 1000  # [ours] environment seeds 1000, 1001, ...
-  config.data.rollouts.max_steps = 1000  # [D4RL]
-  config.data.rollouts.progress_bar = True
+  config.data = _data(env, dataset)
 
   config.model = block_defaults()
   config.model.cell = choice["model"]
