@@ -47,7 +47,8 @@ def load_config(workdir: str | pathlib.Path) -> Any:
     raise FileNotFoundError(
         f"{config_path} not found: {workdir} is not a training run's workdir. Train one with "
         f"`python -m minrnn.train --config ... --workdir {workdir}`.")
-  return json.loads(config_path.read_text(), object_hook=_Section)
+  saved = workdir_lib.with_added_keys(json.loads(config_path.read_text()))
+  return json.loads(json.dumps(saved), object_hook=_Section)
 
 
 def load_vocab(workdir: str | pathlib.Path) -> vocab_lib.TextVocab:

@@ -147,6 +147,8 @@ def test_a_run_saved_before_the_new_settings_resumes(tiny_run, tmp_path):
   saved = json.loads((tmp_path / "config.json").read_text())
   for key in ("grad_accum_steps", "best_metric", "early_stopping_patience"):
     del saved["train"][key]
+  for key in ("init", "conv_residual", "mlp_gated", "emb_dropout"):
+    del saved["model"][key]
   (tmp_path / "config.json").write_text(json.dumps(saved))
   config.train.num_steps = 3  # Their values now are what the code did then: no change.
   assert train_lib.train(config, tmp_path)["step"] == 3

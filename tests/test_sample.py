@@ -88,3 +88,16 @@ def test_sample_command_line_prints_the_continuation(run_cli, workdir):
 def test_missing_run_is_a_clear_error(tmp_path):
   with pytest.raises(FileNotFoundError, match="not a training run"):
     sample_lib.sample(tmp_path, "ROMEO:")
+
+
+def test_a_run_saved_before_the_new_model_settings_samples_as_before(workdir, tmp_path):
+  import json
+  import shutil
+  old = tmp_path / "old"
+  shutil.copytree(workdir, old)
+  saved = json.loads((old / "config.json").read_text())
+  for key in ("init", "conv_residual", "mlp_gated", "emb_dropout"):
+    del saved["model"][key]  # The keys a run saved before they existed lacks.
+  (old / "config.json").write_text(json.dumps(saved))
+  assert (sample_lib.sample(old, "ROMEO:", length=20, seed=2)
+          == sample_lib.sample(workdir, "ROMEO:", length=20, seed=2))

@@ -76,8 +76,7 @@ def build_language_model(model: Any, vocab_size: int, seed: int,
       io_dropout=model.io_dropout, tie_embeddings=model.tie_embeddings,
       head_bias=model.head_bias, adaptive_cutoffs=None if cutoffs is None else tuple(cutoffs),
       div_val=model.div_val, embed_features=model.embed_features,
-      # Runs saved before the key existed had none.
-      emb_dropout=model.get("emb_dropout", 0.0),
+      emb_dropout=model.emb_dropout,
       softmax_chunk_size=model.softmax_chunk_size, dtype=dtype_from_name(model.dtype),
       init=param_init.get(model.init), rngs=nnx.Rngs(seed))
 

@@ -13,7 +13,9 @@ mesh; and the sections of `SAFE_SECTIONS`, which no training step reads); any ot
 refused with the list of changed keys, unless the caller accepts it explicitly. Gradient
 accumulation is not safe to change: the micro-batches draw other dropout masks and round
 differently, so the resumed run would not be the run it extends. An accepted change is appended to
-`config_history.jsonl`, so no earlier setting is lost.
+`config_history.jsonl`, so no earlier setting is lost. A key added to the configs after a run was
+saved (`ADDED_KEYS`) is no change when it holds what the code did before; sampling reads such a
+run's config with those values.
 """
 
 from __future__ import annotations
@@ -53,8 +55,23 @@ def is_safe_change(key: str) -> bool:
 
 
 # Keys added to the configs after runs were trained without them, with the value that does what
-# the code did before: a saved config that lacks one is not changed by that value.
-ADDED_KEYS = types.MappingProxyType({"train.grad_accum_steps": 1, "train.best_metric": "loss"})
+# the code did before: a saved config that lacks one is not changed by that value, and reads it
+# back with it (`with_added_keys`).
+ADDED_KEYS = types.MappingProxyType({
+    "train.grad_accum_steps": 1, "train.best_metric": "loss", "model.init": "flax",
+    "model.conv_residual": False, "model.mlp_gated": True, "model.emb_dropout": 0.0,
+    "data.source": "files", "data.padding": "end",
+})
+
+
+def with_added_keys(saved: dict[str, Any]) -> dict[str, Any]:
+  """`saved` (a run's config.json, nested dicts) with every `ADDED_KEYS` key it lacks set to the
+  value that does what the code did when it was saved; sections it lacks stay absent."""
+  for key, value in ADDED_KEYS.items():
+    section, name = key.split(".")
+    if isinstance(saved.get(section), dict):
+      saved[section].setdefault(name, value)
+  return saved
 
 
 class ConfigChangedError(ValueError):
