@@ -108,11 +108,17 @@ def protocol_label(differences: list[str], run: dict[str, Any]) -> str:
 
 
 def protocol_title(runs) -> str:
-  """A table's first-line label for `runs` (each with its `differences`): "the paper's
-  protocol", or "reduced from the paper's protocol: " with every difference of any run."""
+  """A table's first-line label for `runs` (each with its `differences` and `completed`): "the
+  paper's protocol", or "reduced from the paper's protocol: " with every difference of any run;
+  and how many runs stopped before their last step."""
+  runs = list(runs)
   reduced = sorted({d for run in runs for d in run["differences"]})
-  return ("the paper's protocol" if not reduced else
-          "reduced from the paper's protocol: " + "; ".join(reduced))
+  title = ("the paper's protocol" if not reduced else
+           "reduced from the paper's protocol: " + "; ".join(reduced))
+  partial = sum(not run["completed"] for run in runs)
+  if partial:
+    title += f"; partial: {partial} of {len(runs)} runs stopped before their last step"
+  return title
 
 
 def fmt(value: float | None, digits: int = 3) -> str:

@@ -59,8 +59,10 @@ def test_selective_copy_resumes_in_chunks(tmp_path):
                             "protocol: ")
   assert "data.seq_len 12 (paper: 4096)" in heading and "model.num_layers 1 (paper: 3)" in heading
   assert "reduced, partial (2 of 4 steps)" in table
+  assert heading.endswith("; partial: 1 of 1 runs stopped before their last step")
   second = script.main(args)
   run = second["runs"][0]
+  assert "partial" not in _outputs(tmp_path, "sc")[1].splitlines()[0]
   assert run["step"] == 4 and run["completed"] and run["curve"]["steps"] == [2, 4]
   assert run["wall_s"] > first["runs"][0]["wall_s"]  # Summed over both chunks.
   test = run["best"]["splits"]["test"]
