@@ -107,6 +107,23 @@ def protocol_label(differences: list[str], run: dict[str, Any]) -> str:
   return label
 
 
+def reductions_label(*, variant: str, overrides, seeds, paper_seeds, stop_at_step=None,
+                     variant_note: str = "") -> str:
+  """"paper protocol", or "reduced: ..." naming every way a multi-seed experiment's runs differ
+  from it: another config variant (described by `variant_note`), overrides, a stop step, other
+  seeds than the paper's."""
+  reductions = []
+  if variant != "paper":
+    reductions.append(f"`{variant}` configs{variant_note}")
+  if overrides:
+    reductions.append("overrides " + ", ".join(f"`{o}`" for o in overrides))
+  if stop_at_step is not None:
+    reductions.append(f"stopped at step {stop_at_step}")
+  if tuple(seeds) != tuple(paper_seeds):
+    reductions.append(f"seeds {', '.join(map(str, seeds))} (paper: {len(paper_seeds)} seeds)")
+  return "paper protocol" if not reductions else "reduced: " + "; ".join(reductions)
+
+
 def protocol_title(runs) -> str:
   """A table's first-line label for `runs` (each with its `differences` and `completed`): "the
   paper's protocol", or "reduced from the paper's protocol: " with every difference of any run;

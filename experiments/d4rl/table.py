@@ -29,6 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
+from experiments import reporting  # noqa: E402
 from minrnn import train as train_lib  # noqa: E402
 from minrnn.data.d4rl import DATASETS, ENVS  # noqa: E402
 from minrnn.training import loop  # noqa: E402
@@ -97,14 +98,8 @@ def markdown_table(entries: dict[str, dict[str, dict[str, float]]], cells: Seque
 
 def protocol_label(args) -> str:
   """"paper protocol", or "reduced: ..." naming how the runs differ from it."""
-  reductions = []
-  if args.variant != "paper":
-    reductions.append(f"`{args.variant}` configs")
-  if args.overrides:
-    reductions.append("overrides " + ", ".join(f"`{o}`" for o in args.overrides))
-  if tuple(args.seeds) != PAPER_SEEDS:
-    reductions.append(f"seeds {', '.join(map(str, args.seeds))} (paper: 5 seeds)")
-  return "paper protocol" if not reductions else "reduced: " + "; ".join(reductions)
+  return reporting.reductions_label(variant=args.variant, overrides=args.overrides,
+                                    seeds=args.seeds, paper_seeds=PAPER_SEEDS)
 
 
 def parse_args(argv=None):

@@ -51,16 +51,9 @@ def parse_args(argv=None):
 
 def protocol_label(args, seeds) -> str:
   """"paper protocol", or "reduced: ..." naming every way the runs differ from it."""
-  reductions = []
-  if args.variant != "paper":
-    reductions.append(f"`{args.variant}` configs (small models, few steps)")
-  if args.override:
-    reductions.append("overrides " + ", ".join(f"`{o}`" for o in args.override))
-  if args.stop_at_step is not None:
-    reductions.append(f"stopped at step {args.stop_at_step}")
-  if tuple(seeds) != PAPER_SEEDS:
-    reductions.append(f"seeds {', '.join(map(str, seeds))} (paper: 3 seeds)")
-  return "paper protocol" if not reductions else "reduced: " + "; ".join(reductions)
+  return reporting.reductions_label(
+      variant=args.variant, overrides=args.override, seeds=seeds, paper_seeds=PAPER_SEEDS,
+      stop_at_step=args.stop_at_step, variant_note=" (small models, few steps)")
 
 
 def _train(args, task: str, model: str, seed: int) -> dict:
