@@ -3,22 +3,10 @@ default lives in one place), a model the registry knows, and clear errors for ba
 
 import pytest
 
+from config_variants import VARIANTS
 from minrnn.layers import registry
 from minrnn.tasks import task_names
 from minrnn.training.config import base_config, block_defaults, lm_defaults, load_config
-
-FAMILIES = {
-    "shakespeare": (("mingru", "minlstm", "gru", "lstm", "mamba", "transformer"),
-                    ("paper", "cpu")),
-    "selective_copy": (("mingru", "minlstm"), ("paper", "short", "cpu")),
-    "formal_languages": (("mingru", "minlstm", "transformer"), ("paper", "cpu")),
-    "enwik8": (("srupp", "mingru", "minlstm"), ("paper", "gpu", "cpu")),
-    "wikitext103": (("srupp", "mingru"), ("paper", "gpu", "cpu")),
-    "d4rl": (("hopper-medium,mingru", "walker2d-medium-expert,minlstm",
-              "halfcheetah-medium-replay,transformer"), ("paper", "cpu")),
-}
-VARIANTS = [(family, f"{model},{size}") for family, (models, sizes) in FAMILIES.items()
-            for model in models for size in sizes]
 
 
 def _keys(section, prefix=""):

@@ -297,6 +297,8 @@ class SRUppLayer(nnx.Module):
 
   def step(self, state: SRUppState, x: jax.Array) -> tuple[SRUppState, jax.Array]:
     """x `(batch, features)` -> `(state, h)`: the memory keeps the last `memory_length` inputs,
-    so a token sees the context training saw. No dropout."""
+    so a token sees them and itself, as every query does under the same-length mask (the
+    parallel mode's training mask also shows a segment's queries every earlier position of the
+    segment). No dropout."""
     h, state = self(x[:, None], state)
     return state, h[:, 0]
