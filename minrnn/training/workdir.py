@@ -35,18 +35,36 @@ LOSS_CURVE_FILE = "loss_curve.png"
 CHECKPOINT_DIR = "checkpoints"
 BEST_DIR = "best"
 
-# Keys whose change leaves the run it extends the same run (the device mesh too: losses equal
-# one device's, and checkpoints restore on any device count). The patience is a step budget
-# like num_steps: a run that goes on with a larger one is the run that never stopped.
-SAFE_CHANGES = frozenset({
-    "train.num_steps", "train.stop_at_step", "train.early_stopping_patience",
-    "train.log_every", "train.eval_every",
-    "train.checkpoint_every", "train.keep_checkpoints", "train.progress_bar",
-    "train.tensorboard", "data.dir", "data.cache_dir", "data.download", "data.tfds_dir",
-    "mesh.data", "mesh.sequence", "mesh.model",
+# Keys whose change leaves the run it extends the same run, each with the reason. Every other
+# key of every config is refused on change (tests/test_resume_rules.py walks them all).
+_BOOKKEEPING = "bookkeeping: no training step reads it"
+_WHERE_DATA_LIVES = "where the data lives, not what it holds"
+_MESH = ("the device mesh: losses equal one device's, and checkpoints restore on any device "
+         "count")
+SAFE_CHANGES = types.MappingProxyType({
+    "train.num_steps": "the step budget: a longer run is the run that went on",
+    "train.stop_at_step": "where this command stops; the run goes on from there",
+    "train.early_stopping_patience": ("a step budget like num_steps: a run that goes on with a "
+                                      "larger one is the run that never stopped"),
+    "train.log_every": _BOOKKEEPING,
+    "train.eval_every": ("evaluations change no parameter (early stopping's patience counts "
+                         "them, so it is reached at another step)"),
+    "train.checkpoint_every": _BOOKKEEPING,
+    "train.keep_checkpoints": _BOOKKEEPING,
+    "train.progress_bar": _BOOKKEEPING,
+    "train.tensorboard": _BOOKKEEPING,
+    "data.dir": _WHERE_DATA_LIVES,
+    "data.cache_dir": _WHERE_DATA_LIVES,
+    "data.download": "whether a missing file may be fetched; the data is the same",
+    "data.tfds_dir": _WHERE_DATA_LIVES,
+    "mesh.data": _MESH,
+    "mesh.sequence": _MESH,
+    "mesh.model": _MESH,
 })
-# Config sections that only say how to score a finished run.
-SAFE_SECTIONS = frozenset({"final_test"})
+# Config sections that only say how to score a finished run, with the reason.
+SAFE_SECTIONS = types.MappingProxyType({
+    "final_test": "how the finished run is scored; no training step reads it",
+})
 
 
 def is_safe_change(key: str) -> bool:
