@@ -27,7 +27,6 @@ from minrnn.data import vocab as vocab_lib
 from minrnn.models import LanguageModel, build_language_model, make_generator
 from minrnn.training import workdir as workdir_lib
 from minrnn.training.checkpointing import Checkpoints
-from minrnn.training.optimizer import make_optimizer
 
 
 class _Section(dict):
@@ -84,7 +83,6 @@ def load_run(workdir: str | pathlib.Path, checkpoint: str = "best",
     config.model.cell_kwargs["cache_size"] = context
     model = build_language_model(config.model, vocab.size, config.seed)
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-  tx, _ = make_optimizer(config.train)
   checkpoints = Checkpoints(directory, keep=max(config.train.keep_checkpoints, 1))
   try:
     step = checkpoints.latest_step()
@@ -92,7 +90,7 @@ def load_run(workdir: str | pathlib.Path, checkpoint: str = "best",
       raise FileNotFoundError(
           f"No checkpoint in {directory}. The run saves one at its first evaluation (best) "
           "or checkpoint (latest); try the other with --checkpoint.")
-    tree, _ = checkpoints.restore(step, {"params": params, "opt_state": tx.init(params)})
+    tree, _ = checkpoints.restore(step, {"params": params}, params_only=True)
   finally:
     checkpoints.close()
   return nnx.merge(graphdef, tree["params"], rest), vocab, step

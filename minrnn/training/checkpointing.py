@@ -96,8 +96,13 @@ class Checkpoints:
                       "kept.", step, self.directory, self.latest_step())
     return saved
 
-  def restore(self, step: int, target: Any) -> tuple[Any, dict[str, Any]]:
+  def restore(self, step: int, target: Any, *, params_only: bool = False
+              ) -> tuple[Any, dict[str, Any]]:
     """The checkpoint of `step`, shaped like `target` (a pytree of arrays).
+
+    With `params_only`, `target` is `{"params": ...}` and only the parameters come back: what
+    reading a run needs, whatever else its checkpoints hold (the optimizer state; the model
+    state a stream task carries between segments), which is read as saved.
 
     Raises:
       CheckpointError: the checkpoint is damaged or does not match `target`. Nothing is
@@ -108,10 +113,15 @@ class Checkpoints:
     how_to_go_on = (f"Nothing was deleted. To resume from an earlier checkpoint, move {path} out "
                     f"of {self.directory}; to start afresh, use a new workdir.")
     try:
-      saved = _paths(manager.item_metadata(step)["state"])
+      metadata = manager.item_metadata(step)["state"]
+      saved = _paths(metadata)
     except Exception as e:  # No readable metadata: the files themselves are damaged.
       raise CheckpointError(f"Could not restore the checkpoint {path}: {_damaged(e)}\n"
                             f"{how_to_go_on}") from None
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+    if params_only:
+      saved = {k: v for k, v in saved.items() if k.startswith("params/")}
+      abstract = {**jax.tree.map(ocp.utils.to_shape_dtype_struct, dict(metadata)), **abstract}
     # Compared before reading any array: a failed read leaves Orbax's tasks behind.
     mismatch = _mismatch(saved, _paths(target))
     if mismatch:
@@ -119,14 +129,14 @@ class Checkpoints:
           f"Could not restore the checkpoint {path}: it was written by a different model "
           f"({mismatch}). Train with the config that wrote it (config.json), or use a new "
           f"workdir.\n{how_to_go_on}")
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
     try:
       restored = manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
     except Exception as e:  # Orbax raises many types for damaged files.
       raise CheckpointError(f"Could not restore the checkpoint {path}: {_damaged(e)}\n"
                             f"{how_to_go_on}") from None
-    return restored.state, dict(restored.meta)
+    state = {"params": restored.state["params"]} if params_only else restored.state
+    return state, dict(restored.meta)
 
   def close(self) -> None:
     """Closes the directory; a later call opens it again."""

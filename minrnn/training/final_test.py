@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import json
 import pathlib
+import sys
 import time
 from typing import Any
 
@@ -84,7 +85,9 @@ def final_test(config: Any, workdir: str | pathlib.Path, *,
 
   Returns:
     `{"step", "checkpoint", "splits": {split: metrics}, "protocol", "best_eval", ...}`, also
-    written to `workdir/final_test.json`.
+    written to `workdir/final_test.json`, and `"saved"`: that file's path, or None where the
+    workdir cannot be written (a read-only copy of a run: a warning says so, and the result is
+    only returned).
   """
   workdir = Workdir(workdir)
   if workdir.saved_config() is None:
@@ -120,9 +123,15 @@ def final_test(config: Any, workdir: str | pathlib.Path, *,
       "wall_s": round(time.perf_counter() - start, 1),
       "environment": environment(),
   }
+  saved = None
   if jax.process_index() == 0:
-    (workdir / FINAL_TEST_FILE).write_text(json.dumps(result, indent=2))
-  return result
+    try:
+      (workdir / FINAL_TEST_FILE).write_text(json.dumps(result, indent=2))
+      saved = str((workdir / FINAL_TEST_FILE).resolve())
+    except OSError as e:
+      print(f"warning: {workdir / FINAL_TEST_FILE} could not be written ({e.strerror}); the "
+            "result is printed only.", file=sys.stderr)
+  return {**result, "saved": saved}
 
 
 def summary(result: dict[str, Any], workdir: str | pathlib.Path) -> str:
@@ -130,6 +139,8 @@ def summary(result: dict[str, Any], workdir: str | pathlib.Path) -> str:
   protocol = result["protocol"]
   splits = "; ".join(f"{name}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
                      for name, metrics in result["splits"].items())
+  saved = (f"Written to {result['saved']}." if result.get("saved")
+           else f"Not saved: {pathlib.Path(workdir) / FINAL_TEST_FILE} could not be written.")
   return (f"Final test pass of the best checkpoint (step {result['step']}), "
           f"{protocol['batch_size']} row(s) of {protocol['seq_len']}-token segments: {splits}.\n"
-          f"Written to {(pathlib.Path(workdir) / FINAL_TEST_FILE).resolve()}.")
+          f"{saved}")
