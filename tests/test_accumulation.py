@@ -63,6 +63,22 @@ def test_accumulated_step_equals_the_whole_batch_with_uneven_weights(tiny_run,
   _close(params_k, params_1)
 
 
+def test_micro_batches_draw_their_own_dropout_masks(tiny_run):
+  """Two micro-batches holding the same rows, each scored alone (the other's rows weigh 0):
+  their gradients differ only by their dropout masks, so they differ with dropout and are
+  equal without it. One dropout key for every micro-batch would make them equal."""
+  config = tiny_run("copy")
+  batch = make_task(config.data, config.seed).train_batch(0)
+  # Rows 2j and 2j + 1 alike: micro-batch 0 holds rows 0, 2, 4, 6 and micro-batch 1 rows
+  # 1, 3, 5, 7, the same four rows.
+  same = {k: np.repeat(np.asarray(v)[:4], 2, axis=0) for k, v in batch.items()}
+  only = lambda i: {**same, "weights": same["weights"] * (np.arange(8) % 2 == i)[:, None]}
+  for dropout in (0.5, 0.0):
+    config.model.dropout = dropout
+    (_, first, _), (_, second, _) = (_step(config, only(i), 2) for i in (0, 1))
+    assert (first["grad_norm"] != second["grad_norm"]) == (dropout > 0), dropout
+
+
 def test_accumulation_carries_the_state_of_each_row(tiny_run):
   config = tiny_run("enwik8")
   config.data.batch_size = 4  # 2 rows a micro-batch, so that their order matters.
