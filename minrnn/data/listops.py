@@ -40,7 +40,7 @@ import dataclasses
 import hashlib
 import os
 import pathlib
-import tempfile
+import uuid
 import zipfile
 from typing import Iterator
 
@@ -89,6 +89,11 @@ class Spec:
       raise ValueError(f"No ListOps expression of depth {self.max_depth} with at most "
                        f"{self.max_args} arguments is longer than min_length={self.min_length} "
                        f"(the longest has {longest} tokens).")
+
+  @classmethod
+  def of(cls, settings) -> "Spec":
+    """The settings named like the fields, read from a mapping (a config's `data` section)."""
+    return cls(**{field.name: settings[field.name] for field in dataclasses.fields(cls)})
 
   def key(self) -> str:
     return (f"d{self.max_depth}_a{self.max_args}_len{self.min_length}-{self.max_length}"
@@ -255,21 +260,19 @@ def _read(path: pathlib.Path) -> Split:
 def _write(path: pathlib.Path, split: Split) -> None:
   """Writes under a temporary name next to `path`, then renames: a file at `path` is always
   complete."""
+  tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
   try:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz.tmp", delete=False) as tmp:
-      try:
-        np.savez(tmp, tokens=split.tokens, offsets=split.offsets, labels=split.labels,
-                 sha256=np.asarray(_checksum(split)))
-        tmp.close()
-        os.replace(tmp.name, path)
-      finally:
-        if os.path.exists(tmp.name):
-          os.unlink(tmp.name)
+    with open(tmp, "xb") as f:
+      np.savez(f, tokens=split.tokens, offsets=split.offsets, labels=split.labels,
+               sha256=np.asarray(_checksum(split)))
+    os.replace(tmp, path)
   except OSError as e:
     raise OSError(f"Could not write the generated ListOps set to {path} ({e}). Point minrnn "
                   f"at a writable data directory: --config.data.dir=DIR or {ENV_VAR}=DIR.") \
         from None
+  finally:
+    tmp.unlink(missing_ok=True)
 
 
 def load_split(num: int, seed: int, spec: Spec = Spec(),

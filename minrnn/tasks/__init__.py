@@ -95,8 +95,7 @@ def _d4rl(data: Any, seed: int) -> Task:
 
 def _listops(data: Any, seed: int) -> Task:
   # The sets are fixed by their own seeds; the run's seed orders the training rows.
-  spec = listops.Spec(max_depth=data.max_depth, max_args=data.max_args,
-                      min_length=data.min_length, max_length=data.max_length)
+  spec = listops.Spec.of(data)
   splits = ("train", "valid", "test")
   sizes = {name: data[f"{name}_size"] for name in splits}
   seeds = {name: data[f"{name}_seed"] for name in splits}
