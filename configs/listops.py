@@ -14,9 +14,9 @@ Variant `<model>[,<blocks>][,<size>]`, parts in any order:
 
 The data: LRA's generator (`minrnn.data.listops`), its sets drawn once from their own seeds and
 cached in the data directory (`data.dir`, else `$MINRNN_DATA_DIR`, else the user cache) under
-`listops/`; the 108,000 expressions take about 20 s to generate. Every 5,000 steps the
-validation set is scored; `final_eval.json` reports under `best` the step with the best
-validation accuracy and the test accuracy there (the paper's number; 3 seeds in
+`listops/`; the 108,000 expressions take about 30 s to generate on 2 CPU cores. Every 5,000
+steps the validation set is scored; `final_eval.json` reports under `best` the step with the
+best validation accuracy and the test accuracy there (the paper's number; 3 seeds in
 `experiments/listops/run.py`).
 
 Where each setting comes from:

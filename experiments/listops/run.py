@@ -145,7 +145,7 @@ def figure(args, table, majority):
     errors = [100 * (table.get((model, b), {}).get("test_std") or 0.0) for b in blocks]
     ax.bar(np.arange(len(blocks)) + i * width, values, width, yerr=errors,
            label=NAMES[model])
-  ax.axhline(100 * BASELINES["xLSTM"], color="gray", linestyle="--", label="xLSTM (paper)")
+  ax.axhline(100 * BASELINES["xLSTM"], color="gray", linestyle="--", label="xLSTM (xLSTM Table 6)")
   ax.axhline(100 * majority, color="black", linestyle=":", label="most frequent answer")
   ax.set_xticks(np.arange(len(blocks)) + 0.4 - width / 2, [BLOCKS[b] for b in blocks],
                 rotation=15, ha="right", fontsize=8)

@@ -1,5 +1,5 @@
 """ListOps (Nangia & Bowman, 2018) as the Long Range Arena generates it (Tay et al., 2021,
-arXiv 2011.04006, section 3.1): nested prefix expressions over the digits 0-9 whose value,
+arXiv 2011.04006): nested prefix expressions over the digits 0-9 whose value,
 0-9, is the class to predict.
 
     [MAX 4 3 [MIN 2 3 ] 1 0 [MED 1 5 8 9 2 ] ]   ->   5
