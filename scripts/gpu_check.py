@@ -3,7 +3,7 @@ an output folder, in order of importance so that a run cut off still returns the
 
     python scripts/gpu_check.py --prepare                # here: wheels into .whl/, the data file
     python3 scripts/gpu_check.py --out "$OUT"             # on the GPU machine: about 9 minutes
-    python scripts/gpu_check.py --dry-run                # any machine: every stage, tiny, <1 min
+    python scripts/gpu_check.py --dry-run                # any machine: every stage, tiny, ~3 min
 
 On the GPU machine: the checkout, with the git-ignored folders `.whl/` (wheels the GPU image
 lacks: ml_collections, accelerated-scan, and setuptools for installing minrnn) and `runs/data/`
@@ -21,7 +21,12 @@ lacks: ml_collections, accelerated-scan, and setuptools for installing minrnn) a
      and `associative`; the SRU layer (its default path: the Pallas kernel);
   3. Shakespeare: minGRU (70 s), minLSTM (70 s) and the Transformer (100 s) with the paper's
      configs (`configs/shakespeare.py:<model>`) stopped at step 2,000, best test loss and its
-     step from each run's metrics; Mamba too if 45 s are left.
+     step from each run's metrics; Mamba too if 45 s are left;
+  4. ListOps, if 90 s are left (120 s): minGRU with the paper's config
+     (`configs/listops.py:mingru`, 8 blocks at width 128, rows of up to 2,000 tokens) on
+     training and test sets cut to 32,000 and 2,000 expressions (generated there), stopped at
+     step 1,000; the validation accuracy at steps 500 and 1,000, the test accuracy at the
+     better one, and the steps per second.
 
 Files under `--out` (default `$OUT`, else `runs/gpu_check/out`): `gpu_check.{json,md}` (the
 summary and the issue's decisions: does Mosaic GPU beat Triton at every shape, does
@@ -81,6 +86,11 @@ class Settings:
   models: dict[str, float]  # The paper's comparison, each with its limit.
   # OPTIONAL_MODEL's (limit, seconds that must be left to start it); None: never run.
   optional: tuple[float, float] | None
+  # The ListOps stage's (limit, seconds that must be left to start it), step budget and
+  # overrides of `configs/listops.py:mingru<variant>`.
+  listops: tuple[float, float]
+  listops_stop_at_step: int
+  listops_overrides: tuple[str, ...]
 
 
 GPU = Settings(
@@ -88,17 +98,25 @@ GPU = Settings(
     benchmark=(*_BENCHMARK_CASES, "--layers", "mingru,minlstm,sru", "--T", "512,4096",
                "--wide-T=", "--dtypes", "float32,bfloat16", "--compile-threads", "12"),
     variant="", train_overrides=(), stop_at_step=2000,
-    models={"mingru": 70, "minlstm": 70, "transformer": 100}, optional=(120, 45))
+    models={"mingru": 70, "minlstm": 70, "transformer": 100}, optional=(120, 45),
+    listops=(120, 90), listops_stop_at_step=1000,
+    listops_overrides=("data.train_size=32000", "data.test_size=2000", "train.eval_every=500"))
 # Tiny and interpreted on a CPU. Of the layers only minGRU's is timed: minLSTM's and SRU's
 # take the same code paths, and their interpreted kernels take seconds each to compile.
 DRY_RUN = Settings(
-    budget_s=240, caps={"setup": 30, "tests": 60, "kernels": 150},
+    budget_s=300, caps={"setup": 30, "tests": 60, "kernels": 150},
     benchmark=(*_BENCHMARK_CASES, "--layers", "mingru", "--dry-run"),
     variant=",cpu", stop_at_step=2,
     train_overrides=("train.eval_every=2", "train.log_every=1", "data.eval_batches=1",
                      "data.batch_size=4", "data.seq_len=16", "model.features=16",
                      "model.num_layers=1"),
-    models={"mingru": 45, "minlstm": 45, "transformer": 45}, optional=None)
+    models={"mingru": 45, "minlstm": 45, "transformer": 45}, optional=None,
+    listops=(60, 0), listops_stop_at_step=2,
+    listops_overrides=("data.train_size=8", "data.valid_size=4", "data.test_size=4",
+                       "data.batch_size=4", "data.eval_batch_size=4", "data.max_depth=3",
+                       "data.max_args=3", "data.min_length=4", "data.max_length=16",
+                       "model.features=16", "model.num_layers=1", "train.eval_every=2",
+                       "train.warmup_steps=1"))
 
 
 def parse_args(argv=None):
@@ -315,6 +333,35 @@ def shakespeare(args, settings: Settings, check: Check, work: pathlib.Path,
   check.write(f"shakespeare {OPTIONAL_MODEL}", status)
 
 
+def listops(settings: Settings, check: Check, work: pathlib.Path, env: dict[str, str]) -> None:
+  """minGRU on ListOps at the paper's size, if enough of the budget is left; its sets are
+  generated into the work folder."""
+  limit, needs = settings.listops
+  left = check.budget.left()
+  if left < needs:
+    check.summary["listops"] = {"status": f"skipped: {left:.0f} s left, it needs {needs:.0f}"}
+    check.write("listops", check.summary["listops"]["status"])
+    return
+  workdir = work / "listops" / "mingru"
+  shutil.rmtree(workdir, ignore_errors=True)
+  overrides = (f"train.stop_at_step={settings.listops_stop_at_step}", "train.progress_bar=False",
+               "train.tensorboard=False", f"data.dir={work / 'listops_data'}",
+               *settings.listops_overrides)
+  command = [sys.executable, "-m", "minrnn.train", "--config",
+             f"configs/listops.py:mingru{settings.variant}", "--workdir", str(workdir),
+             *[f"--config.{o}" for o in overrides]]
+  result = stages.run("listops", command, check.budget.limit(limit), work / "train_listops.log",
+                      env=env, cwd=REPO)
+  outcome = stages.classification_outcome(workdir, settings.listops_stop_at_step)
+  if result.ok and outcome["last_step"] < settings.listops_stop_at_step:
+    result.status = f"failed: ended at step {outcome['last_step']}"
+  elif result.status.startswith("failed"):
+    result.status += ": " + stages.tail(result.log, 1)[:200]
+  check.summary["listops"] = {**outcome, "status": result.status, "wall_s": result.wall_s,
+                              "overrides": list(settings.listops_overrides)}
+  check.record(result)
+
+
 def main(argv=None) -> None:
   args = parse_args(argv)
   if args.prepare:
@@ -343,6 +390,7 @@ def main(argv=None) -> None:
   result, check.summary["kernels"] = kernels(settings, budget, work, out, env)
   check.record(result)
   shakespeare(args, settings, check, work, env)
+  listops(settings, check, work, env)
   print(report.markdown(check.summary))
 
 

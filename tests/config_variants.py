@@ -13,6 +13,8 @@ FAMILIES = {
     "wikitext103": (("srupp", "mingru"), ("paper", "gpu", "cpu")),
     "d4rl": (("hopper-medium,mingru", "walker2d-medium-expert,minlstm",
               "halfcheetah-medium-replay,transformer"), ("paper", "cpu")),
+    "listops": (("full,mingru", "no_conv,minlstm", "no_mlp,mingru", "no_conv_no_mlp,minlstm"),
+                ("paper", "cpu")),
 }
 VARIANTS = [(family, f"{model},{size}") for family, (models, sizes) in FAMILIES.items()
             for model in models for size in sizes]

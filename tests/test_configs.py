@@ -6,7 +6,16 @@ import pytest
 from config_variants import VARIANTS
 from minrnn.layers import registry
 from minrnn.tasks import task_names
-from minrnn.training.config import base_config, block_defaults, lm_defaults, load_config
+from minrnn.training.config import (
+    base_config,
+    block_defaults,
+    classifier_defaults,
+    lm_defaults,
+    load_config,
+)
+
+# The model section each family starts from (the rest: a language model's).
+MODEL_DEFAULTS = {"d4rl": block_defaults, "listops": classifier_defaults}
 
 
 def _keys(section, prefix=""):
@@ -26,7 +35,7 @@ def test_every_variant_has_the_default_keys_and_a_known_model(family, variant):
   assert config.data.name in task_names()
   assert set(config.train.keys()) >= set(base_config().train.keys())
   assert set(config.train.keys()) == set(load_config("configs/shakespeare.py").train.keys())
-  defaults = block_defaults() if family == "d4rl" else lm_defaults()
+  defaults = MODEL_DEFAULTS.get(family, lm_defaults)()
   assert _keys(config.model) == _keys(defaults)
   assert set(config.mesh.keys()) == set(base_config().mesh.keys())
   assert 0 <= config.train.warmup_steps < config.train.num_steps
@@ -46,6 +55,18 @@ def test_bad_variants_and_overrides_are_explained():
     load_config("configs/shakespeare.py:gru,lstm")
   with pytest.raises(ValueError, match="Unknown setting 'model.featurez'.*model.features"):
     load_config("configs/shakespeare.py:cpu", overrides=["model.featurez=3"])
+
+
+def test_listops_variants_are_the_ablation_of_the_paper_config():
+  paper = load_config("configs/listops.py:minlstm")
+  assert (paper.model.conv_kernel_size, paper.model.mlp_expansion) == (4, 2)
+  assert (paper.model.features, paper.model.num_layers, paper.data.batch_size) == (128, 8, 32)
+  assert paper.train.warmup_steps == paper.train.num_steps // 10
+  for blocks, conv, mlp in (("no_conv", 0, 2), ("no_mlp", 4, 0), ("no_conv_no_mlp", 0, 0)):
+    ablated = load_config(f"configs/listops.py:minlstm,{blocks}")
+    assert (ablated.model.conv_kernel_size, ablated.model.mlp_expansion) == (conv, mlp)
+    ablated.model.update(conv_kernel_size=4, mlp_expansion=2)
+    assert ablated.to_dict() == paper.to_dict()  # Nothing else differs.
 
 
 def test_load_config_works_from_any_directory_and_names_a_missing_file(tmp_path, monkeypatch):

@@ -133,3 +133,33 @@ def test_d4rl_table_shows_the_papers_averages_and_labels_reductions():
       ["--workdir", "w", "--variant", "cpu", "--seeds", "0", "--set", "train.num_steps=9"]))
   assert reduced == ("reduced: `cpu` configs; overrides `train.num_steps=9`; seeds 0 "
                      "(paper: 5 seeds)")
+
+
+def test_listops_ablation(tmp_path):
+  payload = _script("listops").main([
+      "--variant", "cpu", "--models", "mingru", "--blocks", "full,no_conv_no_mlp",
+      "--seeds", "0", "--workdir", str(tmp_path / "runs"), "--out_dir", str(tmp_path),
+      "--name", "lo", *[arg for item in (
+          "model.features=16", "model.num_layers=1", "train.warmup_steps=1",
+          f"data.dir='{tmp_path / 'data'}'", "data.train_size=8", "data.valid_size=4",
+          "data.test_size=4", "data.batch_size=4", "data.eval_batch_size=4", "data.max_depth=3",
+          "data.max_args=3", "data.min_length=4", "data.max_length=16", "train.num_steps=2",
+          "train.eval_every=2") for arg in ("--override", item)]])
+  runs = payload["runs"]
+  assert [(r["blocks"], r["step"]) for r in runs] == [("full", 2), ("no_conv_no_mlp", 2)]
+  for run in runs:
+    assert run["test_accuracy"] == run["best"]["splits"]["test"]["accuracy"]
+    assert "model.num_layers 1 (paper: 8)" in run["differences"]
+    # Each run is compared with the paper's config of its own blocks: the ablation is no cut.
+    assert not any(d.startswith(("model.conv", "model.mlp")) for d in run["differences"])
+  table = _outputs(tmp_path, "lo")[1]
+  heading = table.splitlines()[0]
+  assert heading.startswith("# ListOps and its ablation (cpu configs): reduced from the "
+                            "paper's protocol: ")
+  assert "data.max_length 16 (paper: 2000)" in heading and heading.endswith(
+      "seeds 0 (paper: 3 seeds)")
+  full = payload["table"][0]
+  assert (f"| minGRU | Conv4 → minRNN → MLP | [NR] | {100 * full['test']:.1f} ± 0.0 |"
+          in table)
+  assert "xLSTM 41.1" in table and "LSTM (Block) 49.5" in table
+  assert 0.25 <= payload["majority_share"] <= 1.0

@@ -40,7 +40,7 @@ def test_dry_run_writes_what_a_gpu_run_writes(dry_run):
   markdown = (out / "gpu_check.md").read_text()
   assert markdown.startswith("# GPU check (dry run")
   for heading in ("## Decisions", "## Stages", "## Compiled kernel tests", "## Kernel timings",
-                  "## Shakespeare"):
+                  "## Shakespeare", "## ListOps"):
     assert heading in markdown
 
 
@@ -64,6 +64,10 @@ def test_dry_run_runs_every_stage(dry_run):
     else:
       assert "tinyshakespeare/input.txt" in runs[model]["status"]
   assert "mamba" in runs  # Run, or skipped for lack of time: recorded either way.
+  listops = summary["listops"]
+  assert status["listops"] == "ok", listops
+  assert listops["last_step"] == 2 and listops["eval_steps"] == [2] and listops["best_step"] == 2
+  assert 0 <= listops["test_accuracy"] <= 1 and listops["steps_per_sec"] > 0
 
 
 def _record(op, impl, dtype, time, ms, suite="scan"):

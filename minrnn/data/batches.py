@@ -4,7 +4,8 @@ A language-modelling batch is a dict of arrays, all `(batch, time)`:
   - `inputs`: int32 token ids fed to the model;
   - `targets`: int32 token ids the model should predict at each position;
   - `weights`: float32, 1 where a position counts towards the loss and metrics, else 0.
-(The D4RL windows of `minrnn.data.d4rl` carry their own arrays.)
+(The D4RL windows of `minrnn.data.d4rl` and the ListOps rows of `minrnn.data.listops`, with
+their `(batch,)` labels and lengths, carry their own arrays.)
 
 Training batches are a pure function of `(seed, step)`, so a run resumed from a checkpoint sees
 exactly the batches it would have seen had it never stopped.

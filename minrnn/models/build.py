@@ -8,7 +8,8 @@ The section's keys (their defaults and sources are in `minrnn.training.config`):
   of `minrnn.layers.init`, for the blocks and the model's embeddings and head alike);
 - the language model's embedding and head: `final_norm`, `io_dropout`, `tie_embeddings`,
   `head_bias`, `adaptive_cutoffs`, `div_val`, `embed_features`, `emb_dropout`,
-  `softmax_chunk_size`.
+  `softmax_chunk_size`;
+- the sequence classifier's: `final_norm`, `head_bias`, `readout`.
 
 `implementation` given to a builder (the training loop's sequence-parallel spec) replaces the
 section's.
@@ -26,6 +27,7 @@ from flax.typing import Dtype
 from minrnn.layers import init as param_init
 from minrnn.layers import registry
 from minrnn.models.block import ResidualBlock
+from minrnn.models.classifier import SequenceClassifier
 from minrnn.models.decision import DecisionModel
 from minrnn.models.lm import BlockFactory, LanguageModel
 
@@ -90,3 +92,13 @@ def build_decision_model(model: Any, *, state_dim: int, act_dim: int, max_timest
       block=block_factory(model, implementation), max_timestep=max_timestep,
       dropout=model.dropout, dtype=dtype_from_name(model.dtype),
       init=param_init.get(model.init), rngs=nnx.Rngs(seed))
+
+
+def build_classifier(model: Any, *, vocab_size: int, num_classes: int, seed: int,
+                     implementation: Any = None) -> SequenceClassifier:
+  """The `SequenceClassifier` of a config's `model` section, initialised from `seed`."""
+  return SequenceClassifier(
+      vocab_size, num_classes, features=model.features, num_layers=model.num_layers,
+      block=block_factory(model, implementation), readout=model.readout,
+      final_norm=model.final_norm, head_bias=model.head_bias,
+      dtype=dtype_from_name(model.dtype), init=param_init.get(model.init), rngs=nnx.Rngs(seed))

@@ -4,9 +4,10 @@ one (a builder takes the `data` section and the seed and returns a `Task`)."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable
 
-from minrnn.data import enwik8, shakespeare, wikitext
+from minrnn.data import enwik8, listops, shakespeare, wikitext
 from minrnn.data.d4rl import D4RLWindows, read_dataset
 from minrnn.data.formal_languages import FormalLanguage, majority_answer_rate
 from minrnn.data.from_tfds import TINY_SHAKESPEARE, d4rl_tfds_name
@@ -14,6 +15,7 @@ from minrnn.data.segments import SegmentStream
 from minrnn.data.selective_copy import SelectiveCopy
 from minrnn.data.vocab import ByteVocab, WordTextVocab
 from minrnn.tasks.base import Task
+from minrnn.tasks.classification import ClassificationTask
 from minrnn.tasks.decision import DecisionTask
 from minrnn.tasks.language import StreamTask, TokenTask
 
@@ -91,6 +93,19 @@ def _d4rl(data: Any, seed: int) -> Task:
   return DecisionTask(windows, rollouts=data.rollouts)
 
 
+def _listops(data: Any, seed: int) -> Task:
+  # The sets are fixed by their own seeds; the run's seed orders the training rows.
+  spec = listops.Spec.of(data)
+  splits = ("train", "valid", "test")
+  sizes = {name: data[f"{name}_size"] for name in splits}
+  seeds = {name: data[f"{name}_seed"] for name in splits}
+  source = listops.ListOps(
+      splits=listops.load_splits(sizes, seeds, spec, data.dir), batch_size=data.batch_size,
+      eval_batch_size=data.eval_batch_size, seed=seed, width=spec.max_length,
+      describe={"sizes": sizes, "seeds": seeds, "spec": dataclasses.asdict(spec)})
+  return ClassificationTask(source)
+
+
 TaskBuilder = Callable[[Any, int], Task]
 _TASKS: dict[str, TaskBuilder] = {}
 
@@ -121,6 +136,7 @@ register_task("formal_language", _formal_language)
 register_task("enwik8", _enwik8)
 register_task("wikitext103", _wikitext103)
 register_task("d4rl", _d4rl)
+register_task("listops", _listops)
 
-__all__ = ["DecisionTask", "StreamTask", "Task", "TokenTask", "make_task", "register_task",
-           "task_names"]
+__all__ = ["ClassificationTask", "DecisionTask", "StreamTask", "Task", "TokenTask", "make_task",
+           "register_task", "task_names"]

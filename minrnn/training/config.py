@@ -111,6 +111,21 @@ def lm_defaults() -> config_dict.ConfigDict:
   return model
 
 
+def classifier_defaults() -> config_dict.ConfigDict:
+  """A sequence classifier's `model` section (`minrnn.models.SequenceClassifier`): the blocks'
+  keys and the readout's.
+
+  Sources: [ours] choices of this codebase.
+  """
+  model = block_defaults()
+  model.final_norm = True  # [ours] RMSNorm before the readout, as the language model's head.
+  model.head_bias = True  # [ours] the output layer's bias
+  # [ours] "last": the output at each row's last token (a causal model has read the whole row
+  # there); "mean": the mean over the row's tokens.
+  model.readout = "last"
+  return model
+
+
 def srupp_training(train: config_dict.ConfigDict, size: str) -> None:
   """Sets, in place, the official SRU++ recipe on a `train` section (both long-context tasks).
 

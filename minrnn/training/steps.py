@@ -200,8 +200,10 @@ def make_train_step(state: TrainState, task: Task, grad_accum_steps: int = 1):
     metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
     return params, opt_state, metrics, jax.lax.stop_gradient(new_state)
 
+  # The batch keeps the layout `put_batch` gives it (None): one sharding for every array would
+  # not fit the `(batch,)` arrays (a classifier's labels and lengths) beside `(batch, time)`.
   return _jit(train_step, state.shardings,
-              lambda s: ((s.params, s.opt_state, s.batch, s.replicated, None),
+              lambda s: ((s.params, s.opt_state, None, s.replicated, None),
                          (s.params, s.opt_state, s.replicated, None)),
               batch_arg=2, donate_argnums=(0, 1))
 
@@ -216,7 +218,7 @@ def make_eval_step(state: TrainState, task: Task):
     return sums, (None if model_state is None else new_state)
 
   return _jit(eval_step, state.shardings,
-              lambda s: ((s.params, s.batch, None), (s.replicated, None)), batch_arg=1)
+              lambda s: ((s.params, None, None), (s.replicated, None)), batch_arg=1)
 
 
 def initial_model_state(state: TrainState, batch_size: int) -> Any:

@@ -149,7 +149,8 @@ def markdown(summary: dict[str, Any]) -> str:
     lines.append(f"| {stage['name']} | {stage['status']} | {stage['wall_s']} | "
                  f"{stage['limit_s']} |")
   lines += ["", *_tests_lines(summary.get("tests")), *_kernel_lines(kernels),
-            *_shakespeare_lines(summary.get("shakespeare", {}))]
+            *_shakespeare_lines(summary.get("shakespeare", {})),
+            *_listops_lines(summary.get("listops"))]
   return "\n".join(lines) + "\n"
 
 
@@ -188,6 +189,23 @@ def _shakespeare_lines(runs: dict[str, Any]) -> list[str]:
         f"{run.get('stop_at_step')} | {run.get('eval_every') or '–'} | {rate} | "
         f"{run.get('wall_s', 0)} | {run.get('status')} |")
   return lines + [""]
+
+
+def _listops_lines(run: dict[str, Any] | None) -> list[str]:
+  if not run:
+    return []
+  lines = ["## ListOps (minGRU, the paper's config, stopped early)", ""]
+  if "last_step" not in run:
+    return lines + [f"Status: {run['status']}.", ""]
+  pct = lambda v: "–" if v is None else f"{100 * v:.1f}"
+  curve = ", ".join(f"{pct(a)} at {s}" for s, a in zip(run["eval_steps"], run["eval_accuracies"]))
+  rate = "–" if run["steps_per_sec"] is None else f"{run['steps_per_sec']:.1f}"
+  return lines + [
+      f"Overrides: {', '.join(run['overrides']) or 'none'}. Status: {run['status']}.", "",
+      "| validation acc. (%) | best step | test acc. at best (%) | steps run | steps/s | "
+      "wall s |", "|---|---|---|---|---|---|",
+      f"| {curve or '–'} | {run['best_step'] or '–'} | {pct(run['test_accuracy'])} | "
+      f"{run['last_step']}/{run['stop_at_step']} | {rate} | {run['wall_s']} |", ""]
 
 
 def write(out_dir: pathlib.Path, summary: dict[str, Any], stages: list[StageResult]) -> None:

@@ -158,3 +158,28 @@ def training_outcome(workdir: pathlib.Path, stop_at_step: int) -> dict[str, Any]
     best = min(losses)
     out.update(best_loss=best, best_step=steps[losses.index(best)])
   return out
+
+
+def classification_outcome(workdir: pathlib.Path, stop_at_step: int) -> dict[str, Any]:
+  """What a classification run says: the validation accuracy at each evaluation, the last step
+  logged, the training steps per second, and from `final_eval.json` (written when the run
+  reached its stop) the best validation accuracy, its step and the test accuracy there."""
+  from minrnn.training.metrics import read_metrics, series
+
+  records = read_metrics(workdir / "metrics.jsonl")
+  steps, accuracies = series(records, "eval", "accuracy")
+  _, throughput = series(records, "train", "tokens_per_sec")
+  config_file, final_file = workdir / "config.json", workdir / "final_eval.json"
+  config = json.loads(config_file.read_text()) if config_file.exists() else {}
+  positions = (config.get("data", {}).get("batch_size", 0)
+               * config.get("data", {}).get("max_length", 0))
+  out = {"last_step": max((r["step"] for r in records), default=0),
+         "stop_at_step": stop_at_step, "eval_steps": steps, "eval_accuracies": accuracies,
+         "steps_per_sec": (sorted(throughput)[len(throughput) // 2] / positions
+                           if throughput and positions else None),
+         "best_step": None, "best_valid_accuracy": None, "test_accuracy": None}
+  if final_file.exists():
+    best = json.loads(final_file.read_text()).get("best") or {}
+    out.update(best_step=best.get("step"), best_valid_accuracy=best.get("value"),
+               test_accuracy=best.get("splits", {}).get("test", {}).get("accuracy"))
+  return out
