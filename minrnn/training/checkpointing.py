@@ -96,8 +96,27 @@ class Checkpoints:
                       "kept.", step, self.directory, self.latest_step())
     return saved
 
-  def restore(self, step: int, target: Any) -> tuple[Any, dict[str, Any]]:
+  def all_steps(self) -> list[int]:
+    manager = self._open()
+    return [] if manager is None else sorted(manager.all_steps())
+
+  def meta(self, step: int) -> dict[str, Any] | None:
+    """The `meta` item of `step` alone (no arrays read), or None if it cannot be read."""
+    manager = self._open()
+    if manager is None:
+      return None
+    try:
+      return dict(manager.restore(step, args=ocp.args.Composite(
+          meta=ocp.args.JsonRestore())).meta)
+    except Exception:  # Orbax raises many types for damaged files; None says "unreadable".
+      return None
+
+  def restore(self, step: int, target: Any, how_to_go_on: str | None = None
+              ) -> tuple[Any, dict[str, Any]]:
     """The checkpoint of `step`, shaped like `target` (a pytree of arrays).
+
+    Args:
+      how_to_go_on: the message's last line (default: how to resume from another checkpoint).
 
     Raises:
       CheckpointError: the checkpoint is damaged or does not match `target`. Nothing is
@@ -105,13 +124,18 @@ class Checkpoints:
     """
     manager = self._open()
     path = self.directory / str(step)
-    how_to_go_on = (f"Nothing was deleted. To resume from an earlier checkpoint, move {path} out "
-                    f"of {self.directory}; to start afresh, use a new workdir.")
+    how_to_go_on = how_to_go_on or (
+        f"Nothing was deleted. To resume from an earlier checkpoint, move {path} out of "
+        f"{self.directory}; to start afresh, use a new workdir.")
     try:
       saved = _paths(manager.item_metadata(step)["state"])
     except Exception as e:  # No readable metadata: the files themselves are damaged.
       raise CheckpointError(f"Could not restore the checkpoint {path}: {_damaged(e)}\n"
                             f"{how_to_go_on}") from None
+    if not saved:  # The arrays' index (state/_METADATA) is gone: damage, not another model.
+      raise CheckpointError(
+          f"Could not restore the checkpoint {path}: it is damaged (the index of its arrays, "
+          f"state/_METADATA, is missing or empty).\n{how_to_go_on}")
     # Compared before reading any array: a failed read leaves Orbax's tasks behind.
     mismatch = _mismatch(saved, _paths(target))
     if mismatch:
