@@ -119,6 +119,20 @@ def test_skipping_non_finite_steps_leaves_the_model_as_it_was(tiny_run, tmp_path
   assert len(streak) == 3 and streak == list(range(streak[0], streak[0] + 3))
 
 
+def test_a_step_whose_update_is_not_finite_changes_nothing(tiny_run, tmp_path):
+  run = prepare(_copy_run(tiny_run, 2), tmp_path)
+  params = jax.device_get(run.state.params)
+  # Optimizer moments gone infinite: the loss and gradient are finite, the update is not.
+  broken = jax.tree.map(lambda x: np.full_like(x, np.inf) if x.dtype.kind == "f" else x,
+                        jax.device_get(run.state.opt_state))
+  new_params, new_opt_state, metrics, _ = run.train_step(
+      params, broken, run.task.train_batch(0), jax.random.key(0), None)
+  run.close(failed=True)
+  assert np.isfinite(float(metrics["loss"])) and np.isfinite(float(metrics["grad_norm"]))
+  assert not bool(metrics["finite"])
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(new_params), params)
+
+
 def test_a_non_finite_evaluation_is_never_the_best():
   selection = Selection("accuracy", higher_is_better=True)
   # A diverged model predicts one token: accuracy 0, loss NaN. Not a best, even the first.
