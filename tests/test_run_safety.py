@@ -348,6 +348,23 @@ def test_a_lost_array_index_is_damage_not_another_model(tmp_path):
   checkpoints.close()
 
 
+def test_a_checkpoint_that_cannot_be_written_is_one_error(tmp_path, monkeypatch, caplog):
+  import logging
+  import orbax.checkpoint as ocp
+
+  def full_disk(self, *args, **kwargs):
+    # What Orbax does on a full disk: its writer thread logs the traceback, then it raises.
+    logging.getLogger("absl").error("_SignalingThread.run() raised an exception", exc_info=True)
+    raise ValueError("RESOURCE_EXHAUSTED: Error writing local file: Failed to write 8488 bytes")
+  monkeypatch.setattr(ocp.CheckpointManager, "save", full_disk)
+  checkpoints = Checkpoints(tmp_path, keep=1)
+  with pytest.raises(Exception, match=r"Could not write the checkpoint of step 1 .*"
+                                      r"RESOURCE_EXHAUSTED.* run the same command again"):
+    checkpoints.save(1, {"w": np.ones(2, np.float32)}, {"step": 1})
+  checkpoints.close()
+  assert not [r for r in caplog.records if r.name == "absl"]
+
+
 def _main_exit(main, argv, monkeypatch) -> int:
   """The exit status of a command line's `main(argv)`, run in this process."""
   def leave(status):

@@ -88,9 +88,29 @@ class Checkpoints:
     return None if manager is None else manager.latest_step()
 
   def save(self, step: int, state: Any, meta: dict[str, Any]) -> bool:
-    """Saves `step`; returns False (and says so) when Orbax keeps an existing one instead."""
-    saved = self._open(create=True).save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+    """Saves `step`; returns False (and says so) when Orbax keeps an existing one instead.
+
+    Raises:
+      CheckpointError: the checkpoint could not be written (a full disk, a lost mount); the
+        ones written before are intact.
+    """
+    manager = self._open(create=True)
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    # Orbax's writer threads log a failed write with its whole traceback; the error below
+    # says it once.
+    absl_logger.setLevel(logging.CRITICAL)
+    try:
+      saved = manager.save(step, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+    except Exception as e:  # Orbax and TensorStore raise many types for a failed write.
+      reason = " ".join(str(e).split())[:240]
+      raise CheckpointError(
+          f"Could not write the checkpoint of step {step} into {self.directory} "
+          f"({type(e).__name__}: {reason}). The checkpoints written before it are intact: once "
+          "the cause is fixed (a full disk?), run the same command again to resume.") from e
+    finally:
+      absl_logger.setLevel(level)
     if not saved:
       logging.warning("Checkpoint of step %d not written: %s already holds step %s, which is "
                       "kept.", step, self.directory, self.latest_step())
