@@ -1,4 +1,9 @@
-"""What the experiment scripts share: run flags, training runs, result files.
+"""What the experiment scripts share: run flags and their checks, training runs, result files.
+
+A script's command line is a `cli.ArgumentParser` (a bad or non-finite number is one line, exit
+status 2) and its mistakes found later (an unknown model, variant or setting) raise ValueError
+before any run trains; `if __name__ == "__main__"` runs `main` inside `cli.user_errors`, which
+tells them in one line with exit status 2.
 
 Every experiment writes `experiments/results/<name>.json` (the numbers, the paper's numbers, the
 device, versions, steps and wall time), `<name>.md` (a table with the paper's number beside
@@ -20,9 +25,30 @@ RESULTS_DIR = REPO / "experiments" / "results"
 if str(REPO) not in sys.path:
   sys.path.insert(0, str(REPO))
 
-from minrnn.kernels import benchmarking  # noqa: E402  (after making the repository importable)
+from minrnn import cli  # noqa: E402  (after making the repository importable)
+from minrnn.kernels import benchmarking  # noqa: E402
 from minrnn.training.metrics import read_metrics, series  # noqa: E402
 from minrnn.training.workdir import config_changes  # noqa: E402
+
+
+def names(text: str, known, flag: str) -> list[str]:
+  """The comma-separated names of `flag` (e.g. `--models`), each one of `known`; else a
+  ValueError naming the unknown ones, before anything runs."""
+  chosen = [name.strip() for name in text.split(",") if name.strip()]
+  unknown = [name for name in chosen if name not in known]
+  if unknown or not chosen:
+    raise ValueError(f"{flag} {text!r}: unknown {', '.join(map(repr, unknown)) or 'empty list'};"
+                     f" choose from {', '.join(sorted(known))}.")
+  return chosen
+
+
+def numbers(text: str, flag: str) -> list[int]:
+  """The comma-separated whole numbers of `flag` (e.g. `--seeds 0,1,2`); else a ValueError."""
+  try:
+    return [int(item) for item in text.split(",")]
+  except ValueError:
+    raise ValueError(f"{flag} {text!r} must be whole numbers separated by commas, "
+                     "e.g. 0,1,2.") from None
 
 
 def add_run_arguments(parser) -> None:

@@ -12,7 +12,6 @@ one message with exit status 2.
 
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
 import sys
@@ -39,14 +38,36 @@ class _Section(dict):
       raise AttributeError(f"The run's config has no key {name!r}.") from None
 
 
+def _checkpoint_config(workdir: pathlib.Path) -> dict[str, Any] | None:
+  """The config held by the run's latest checkpoint (or best one), if any holds it."""
+  for name in (workdir_lib.CHECKPOINT_DIR, workdir_lib.BEST_DIR):
+    checkpoints = Checkpoints(workdir / name, keep=1)
+    try:
+      step = checkpoints.latest_step()
+      meta = None if step is None else checkpoints.meta(step)
+    finally:
+      checkpoints.close()
+    if meta and meta.get("config"):
+      return meta["config"]
+  return None
+
+
 def load_config(workdir: str | pathlib.Path) -> Any:
-  """A run's resolved config from its `config.json` (no ml_collections needed)."""
-  config_path = pathlib.Path(workdir) / workdir_lib.CONFIG_FILE
-  if not config_path.exists():
+  """A run's resolved config from its `config.json`, or from its checkpoints when that file is
+  missing or damaged (no ml_collections needed; nothing is written)."""
+  workdir = pathlib.Path(workdir)
+  try:
+    saved, damaged = workdir_lib.Workdir(workdir).saved_config(), None
+  except ValueError as e:
+    saved, damaged = None, e
+  saved = saved if saved is not None else _checkpoint_config(workdir)
+  if saved is None:
+    if damaged is not None:
+      raise damaged
     raise FileNotFoundError(
-        f"{config_path} not found: {workdir} is not a training run's workdir. Train one with "
-        f"`python -m minrnn.train --config ... --workdir {workdir}`.")
-  saved = workdir_lib.with_added_keys(json.loads(config_path.read_text()))
+        f"{workdir / workdir_lib.CONFIG_FILE} not found: {workdir} is not a training run's "
+        f"workdir. Train one with `python -m minrnn.train --config ... --workdir {workdir}`.")
+  saved = workdir_lib.with_added_keys(saved)
   return json.loads(json.dumps(saved), object_hook=_Section)
 
 
@@ -83,6 +104,7 @@ def load_run(workdir: str | pathlib.Path, checkpoint: str = "best",
     config.model.cell_kwargs["cache_size"] = context
     model = build_language_model(config.model, vocab.size, config.seed)
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  other = "latest" if checkpoint == "best" else "best"
   checkpoints = Checkpoints(directory, keep=max(config.train.keep_checkpoints, 1))
   try:
     step = checkpoints.latest_step()
@@ -90,9 +112,18 @@ def load_run(workdir: str | pathlib.Path, checkpoint: str = "best",
       raise FileNotFoundError(
           f"No checkpoint in {directory}. The run saves one at its first evaluation (best) "
           "or checkpoint (latest); try the other with --checkpoint.")
-    tree, _ = checkpoints.restore(step, {"params": params}, params_only=True)
+    tree, _ = checkpoints.restore(
+        step, {"params": params}, params_only=True,
+        how_to_go_on=f"Nothing was changed. Sample the {other} checkpoint with --checkpoint "
+                     f"{other}; training the run again repairs it.")
   finally:
     checkpoints.close()
+  if not all(np.isfinite(x).all() for x in jax.tree.leaves(jax.device_get(tree["params"]))):
+    raise ValueError(
+        f"The {checkpoint} checkpoint ({directory / str(step)}) holds parameters that are not "
+        f"finite: the run diverged before it was saved, so its text would be noise. Sample "
+        f"the {other} checkpoint with --checkpoint {other}, or train the run again from an "
+        "earlier checkpoint.")
   return nnx.merge(graphdef, tree["params"], rest), vocab, step
 
 
@@ -113,12 +144,12 @@ def sample(workdir: str | pathlib.Path, prompt: str, *, length: int = 500,
 
 
 def main(argv: list[str]) -> int:
-  parser = argparse.ArgumentParser(prog="python -m minrnn.sample",
-                                   description=__doc__.split("\n\n")[0])
+  parser = cli.ArgumentParser(prog="python -m minrnn.sample",
+                              description=__doc__.split("\n\n")[0])
   parser.add_argument("--workdir", required=True, help="a training run's workdir")
   parser.add_argument("--prompt", default="\n", help="text to continue")
   parser.add_argument("--length", type=int, default=500, help="tokens to generate")
-  parser.add_argument("--temperature", type=float, default=0.8,
+  parser.add_argument("--temperature", type=cli.finite_float, default=0.8,
                       help="sampling temperature; 0 is greedy")
   parser.add_argument("--top_k", type=int, default=None,
                       help="sample among the k most likely tokens")

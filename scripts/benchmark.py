@@ -47,6 +47,7 @@ _REPO = pathlib.Path(__file__).resolve().parents[1]
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 from benchmarks import common, layers, orchestrate, peers, scan, sru  # noqa: E402
+from minrnn import cli  # noqa: E402
 from minrnn.kernels import benchmarking  # noqa: E402
 
 
@@ -93,13 +94,13 @@ def _add_shape_arguments(parser) -> None:
 
 
 def parse_args(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser = cli.ArgumentParser(description=__doc__.split("\n")[0])
   _add_case_arguments(parser)
   _add_shape_arguments(parser)
   parser.add_argument("--compile-threads", type=int, default=8)
-  parser.add_argument("--time-budget", type=float, default=float("inf"),
+  parser.add_argument("--time-budget", type=cli.finite_float, default=None,
                       help="seconds after which no new case starts (the rest are reported as "
-                      "skipped), to fit a time-limited session")
+                      "skipped), to fit a time-limited session (default: no limit)")
   parser.add_argument("--quick", action="store_true",
                       help="T in {512, 4096}, float32, no wide case")
   parser.add_argument("--dry-run", action="store_true",
@@ -136,8 +137,8 @@ def _apply_presets(args, argv) -> None:
     for flag, (attribute, value) in presets.items():
       if not _given(argv, flag):
         setattr(args, attribute, value)
-  if args.deadline is None:
-    args.deadline = time.time() + args.time_budget
+  if args.deadline is None:  # The children get it as --deadline (inf: no limit).
+    args.deadline = time.time() + (float("inf") if args.time_budget is None else args.time_budget)
   if args.name is None:
     args.name = "sru" if common.names(args.suites) == ["sru"] else "benchmark_all"
   elif not args.name.startswith("benchmark_"):

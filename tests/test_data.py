@@ -42,6 +42,19 @@ def test_download_verifies_checksum(tmp_path):
   assert [p.name for p in (tmp_path / "d" / "x").iterdir()] == ["y.txt"]
 
 
+def test_a_failed_or_wrong_download_writes_nothing_into_the_data_directory(tmp_path):
+  data = tmp_path / "data"
+  data.mkdir()
+  with pytest.raises(FileNotFoundError, match="the download from .* failed"):
+    paths.fetch_file("tinyshakespeare/input.txt", url=(tmp_path / "gone.txt").as_uri(),
+                     sha256="0" * 64, configured_dir=data)
+  url, _ = _file_url(tmp_path, b"not the file\n")
+  with pytest.raises(ValueError, match="nothing was written"):
+    paths.fetch_file("tinyshakespeare/input.txt", url=url, sha256="0" * 64,
+                     configured_dir=data)
+  assert list(data.iterdir()) == []
+
+
 def test_shakespeare_split_matches_nanogpt():
   text = shakespeare.load_text(download=False)
   vocab, train, val = shakespeare.split(text)

@@ -3,6 +3,9 @@
 import importlib.util
 import json
 import pathlib
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -163,3 +166,50 @@ def test_listops_ablation(tmp_path):
           in table)
   assert "xLSTM 41.1" in table and "LSTM (Block) 49.5" in table
   assert 0.25 <= payload["majority_share"] <= 1.0
+
+
+@pytest.mark.parametrize("name,argv,message", [
+    ("selective_copy", ["--models", "mingru,bogus"], "--models 'mingru,bogus': unknown 'bogus'"),
+    ("selective_copy", ["--layers", "3x"], "--layers '3x' must be whole numbers"),
+    ("selective_copy", ["--layers", "3,5"], "Unknown variant part '5l'"),
+    ("selective_copy", ["--override", "train.lr=1"], "Did you mean train.learning_rate?"),
+    ("shakespeare", ["--models", "mingru,bogus"], "--models 'mingru,bogus': unknown 'bogus'"),
+    ("shakespeare", ["--override", "train.num_stpes=3"], "Did you mean train.num_steps"),
+    ("formal_languages", ["--tasks", "parity_check,bogus"], "--tasks 'parity_check,bogus'"),
+    ("formal_languages", ["--seeds", "0,x"], "--seeds '0,x' must be whole numbers"),
+    ("formal_languages", ["--override", "model.featurs=3"], "Did you mean model.features"),
+])
+def test_bad_arguments_are_refused_before_any_run_trains(tmp_path, monkeypatch, name, argv,
+                                                         message):
+  script = _script(name)
+  monkeypatch.setattr(script.reporting, "train_run", lambda *a: pytest.fail("a run trained"))
+  with pytest.raises(ValueError, match=re.escape(message)):
+    script.main(["--variant", "cpu", *argv, "--workdir", str(tmp_path / "runs"),
+                 "--out_dir", str(tmp_path)])
+  assert not (tmp_path / "runs").exists()
+
+
+def test_a_runner_mistake_is_one_line_with_exit_status_2(tmp_path):
+  proc = subprocess.run([sys.executable, str(REPO / "experiments" / "selective_copy" / "run.py"),
+                         "--variant", "huge", "--workdir", str(tmp_path)],
+                        capture_output=True, text=True, timeout=300, cwd=REPO)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert proc.stderr.strip().splitlines() == [
+      proc.stderr.splitlines()[0], "(run with MINRNN_VERBOSE=1 for the traceback)"]
+  assert proc.stderr.startswith("error: Unknown variant part 'huge'")
+
+
+@pytest.mark.parametrize("name,file,argv", [
+    ("inference", "run.py", ["--budget_s", "nan"]),
+    ("inference", "run.py", ["--repeat_s", "1e999"]),
+    ("runtime", "run.py", ["--budget_s", "inf"]),
+    ("scaling", "longest_sequence.py", ["--mem_fraction", "nan"]),
+])
+def test_non_finite_numbers_are_refused_in_one_line(capsys, name, file, argv):
+  script = _script(name, file)
+  parse = getattr(script, "parse_args", None) or script._parse_args
+  with pytest.raises(SystemExit) as status:
+    parse(argv)
+  assert status.value.code == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and f"{argv[1]!r} is not a finite number" in err[0], err

@@ -25,7 +25,7 @@ SAFE = {
     "train.log_every", "train.eval_every", "train.checkpoint_every", "train.keep_checkpoints",
     "train.progress_bar", "train.tensorboard",
     "data.dir", "data.cache_dir", "data.download", "data.tfds_dir",
-    "mesh.data", "mesh.sequence", "mesh.model",
+    "mesh.data", "mesh.sequence", "mesh.model", "train.skip_nonfinite_steps",
 }
 SAFE_SECTIONS = {"final_test"}
 
@@ -120,18 +120,25 @@ def test_an_added_key_is_no_change_only_at_its_old_behaviour(key, tmp_path):
 
 
 def test_a_run_saved_without_a_key_resumes_only_at_its_old_behaviour(tiny_run, tmp_path):
-  """End to end, on the run's own config.json as it was saved (no resume in between, which
-  would rewrite it)."""
+  """End to end, on a run saved as code without the key saves it: neither its config.json nor
+  the config its checkpoints carry holds the key (no resume in between, which would write
+  them)."""
   config = tiny_run("copy", num_steps=2)
   workdir = tmp_path / "run"
   train_lib.train(config, workdir)
-  saved = json.loads((workdir / workdir_lib.CONFIG_FILE).read_text())
-  (workdir / workdir_lib.CONFIG_FILE).write_text(
-      json.dumps(_without(saved, "train.grad_accum_steps")))
+  key = "train.grad_accum_steps"
+  for path in [workdir / workdir_lib.CONFIG_FILE,
+               *workdir.glob(f"{workdir_lib.CHECKPOINT_DIR}/*/meta/metadata")]:
+    saved = json.loads(path.read_text())
+    if "config" in saved:  # A checkpoint's metadata: the config it was trained with.
+      saved["config"] = _without(saved["config"], key)
+    else:
+      saved = _without(saved, key)
+    path.write_text(json.dumps(saved))
   before = {p: p.read_bytes() for p in workdir.rglob("*") if p.is_file()}
   config.train.num_steps = 3
   config.train.grad_accum_steps = 2
-  with pytest.raises(ConfigChangedError, match="train.grad_accum_steps: None -> 2"):
+  with pytest.raises(ConfigChangedError, match=f"{key}: None -> 2"):
     train_lib.train(config, workdir)
   assert {p: p.read_bytes() for p in workdir.rglob("*") if p.is_file()} == before
   config.train.grad_accum_steps = 1

@@ -191,20 +191,44 @@ def test_a_declined_save_is_reported(tmp_path, caplog):
   assert "Checkpoint of step 3 not written" in caplog.text
 
 
-def test_a_damaged_best_checkpoint_is_replaced(finished, tmp_path, capsys):
+def _damage_best(workdir):
+  for path in (workdir / "best").rglob("*"):
+    if path.is_file() and "state" in path.parts:
+      path.write_bytes(b"damaged")
+
+
+def test_a_damaged_best_checkpoint_is_restored_from_its_surviving_copy(finished, tmp_path,
+                                                                      capsys):
   workdir, config = finished
   copy = tmp_path / "run"
   shutil.copytree(workdir, copy)
-  for path in (copy / "best").rglob("*"):
-    if path.is_file() and "state" in path.parts:
-      path.write_bytes(b"damaged")
-  longer = config.copy_and_resolve_references()
-  longer.train.num_steps = 6
-  longer.train.eval_every = 6
-  train_lib.train(longer, copy)
-  assert "The best checkpoint could not be read" in capsys.readouterr().out
-  assert sorted(p.name for p in (copy / "best").iterdir()) == ["6"]
-  assert list(copy.glob("best.damaged.*"))
+  recorded = json.loads((copy / "final_eval.json").read_text())["best"]
+  _damage_best(copy)
+  train_lib.train(config, copy)  # The finished run's command again: no evaluation runs.
+  out = capsys.readouterr().out
+  assert f"Restored best/ from {copy / 'checkpoints' / str(recorded['step'])}" in out, out
+  assert json.loads((copy / "final_eval.json").read_text())["best"] == recorded
+  assert sorted(p.name for p in (copy / "best").iterdir()) == [str(recorded["step"])]
+  assert list(copy.glob("best.damaged.*"))  # Moved aside, not deleted.
+
+
+def test_a_lost_best_checkpoint_is_replaced_and_its_result_kept(finished, tmp_path, capsys):
+  workdir, config = finished
+  copy = tmp_path / "run"
+  shutil.copytree(workdir, copy)
+  recorded = json.loads((copy / "final_eval.json").read_text())["best"]
+  assert recorded["step"] == 2  # Tiny: the evaluation at step 4 is no better.
+  shutil.rmtree(copy / "checkpoints" / "2")  # As if rotated out.
+  _damage_best(copy)
+  train_lib.train(config, copy)
+  assert "Its checkpoint is lost; best/ now holds step 4" in capsys.readouterr().out
+  final = json.loads((copy / "final_eval.json").read_text())
+  assert final["best"]["step"] == 4 and sorted(p.name for p in (copy / "best").iterdir()) == ["4"]
+  lost, = final["lost_best"]
+  assert lost["step"] == 2 and lost["recorded"] == recorded
+  assert pathlib.Path(lost["moved_to"]).is_dir()
+  train_lib.train(config, copy)  # Run again: the record of the lost one stays.
+  assert json.loads((copy / "final_eval.json").read_text())["lost_best"] == [lost]
 
 
 def test_sampling_needs_only_the_workdir(tiny_run, tmp_path, run_cli):
@@ -230,3 +254,147 @@ def test_sequence_lengths_of_the_wrong_batch_are_our_error():
     check_sequence(x, 3, seq_lengths=np.array([5, 4, 3]))
   with pytest.raises(ValueError, match="seq_lengths must be integers"):
     check_sequence(x, 3, seq_lengths=np.array([5.0, 4.0]))
+
+
+@pytest.mark.parametrize("damage,said", [("deleted", "missing"), ("damaged", "damaged")])
+def test_a_run_is_compared_with_the_config_its_checkpoint_holds(finished, tmp_path, capsys,
+                                                                damage, said):
+  workdir, config = finished
+  copy = tmp_path / "run"
+  shutil.copytree(workdir, copy)
+  original = json.loads((copy / "config.json").read_text())
+  if damage == "deleted":
+    (copy / "config.json").unlink()
+  else:
+    (copy / "config.json").write_text('{"model": {"dropout": 0.3')
+  changed = config.copy_and_resolve_references()
+  changed.train.learning_rate, changed.model.dropout = 0.1, 0.3
+  with pytest.raises(ConfigChangedError,
+                     match=r"(?s)model\.dropout: 0\.0 -> 0\.3.*train\.learning_rate: .* -> 0\.1"):
+    prepare(changed, copy)
+  assert sample_lib.load_config(copy).model.features == 8  # Read-only: from the checkpoint.
+  train_lib.train(config, copy)
+  assert f"config.json was {said}; the run is compared with" in capsys.readouterr().out
+  assert json.loads((copy / "config.json").read_text()) == original
+
+
+def test_a_torn_last_metrics_line_is_dropped_and_a_bad_one_is_named(finished, tmp_path):
+  workdir, config = finished
+  copy = tmp_path / "run"
+  shutil.copytree(workdir, copy)
+  with open(copy / "metrics.jsonl", "a") as f:
+    f.write('{"step": 5, "split": "tr')  # A write cut by a kill.
+  longer = config.copy_and_resolve_references()
+  longer.train.num_steps = 6
+  train_lib.train(longer, copy)
+  lines = (copy / "metrics.jsonl").read_text().splitlines()
+  records = [json.loads(line) for line in lines]
+  assert [r["step"] for r in records if r["split"] == "train"] == list(range(1, 7))
+  lines[1] = "{garbage"
+  (copy / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+  before = _files(copy)
+  longer.train.num_steps = 8
+  with pytest.raises(ValueError, match=r"metrics\.jsonl line 2 is not a JSON record"):
+    prepare(longer, copy)
+  assert _files(copy) == before
+
+
+def test_a_run_cannot_be_shortened_below_the_steps_it_did(finished):
+  workdir, config = finished
+  shorter = config.copy_and_resolve_references()
+  shorter.train.num_steps = 2
+  before = _files(workdir)
+  with pytest.raises(ValueError, match="train.num_steps=2 is below the 4 steps this run has done"):
+    prepare(shorter, workdir)
+  assert _files(workdir) == before
+
+
+@pytest.mark.parametrize("override", ["data.batch_size=0", "train.eval_every=0",
+                                      "train.log_every=0", "train.checkpoint_every=0",
+                                      "train.num_steps=0", "train.keep_checkpoints=0"])
+def test_counts_below_one_are_refused_before_the_workdir_exists(tmp_path, override):
+  with pytest.raises(ValueError, match=f"{override.split('=')[0]} = 0 must be a whole number"):
+    prepare(_config(override), tmp_path / "new")
+  assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e999", "(0.9, 1e999)"])
+def test_numbers_that_are_not_finite_are_refused(value):
+  with pytest.raises(ValueError, match="is not a finite number"):
+    _config(f"train.learning_rate={value}")
+
+
+def test_a_non_finite_number_from_a_config_file_is_refused(tmp_path):
+  config = _config()
+  config.train.learning_rate = float("inf")
+  with pytest.raises(ValueError, match=r"train\.learning_rate = inf is not a finite number"):
+    prepare(config, tmp_path / "new")
+  assert not (tmp_path / "new").exists()
+
+
+def test_a_misspelled_setting_suggests_the_one_it_abbreviates():
+  with pytest.raises(ValueError, match=r"Did you mean train\.learning_rate\?$"):
+    _config("train.lr=0.1")
+
+
+def test_a_lost_array_index_is_damage_not_another_model(tmp_path):
+  checkpoints = Checkpoints(tmp_path, keep=1)
+  tree = {"params": {"w": np.ones(3, np.float32)}}
+  checkpoints.save(1, tree, {"step": 1})
+  next((tmp_path / "1").rglob("_METADATA")).unlink()
+  with pytest.raises(Exception, match=r"it is damaged \(the index of its arrays") as error:
+    checkpoints.restore(1, tree)
+  assert "different model" not in str(error.value)
+  checkpoints.close()
+
+
+def test_a_checkpoint_that_cannot_be_written_is_one_error(tmp_path, monkeypatch, caplog):
+  import logging
+  import orbax.checkpoint as ocp
+
+  def full_disk(self, *args, **kwargs):
+    # What Orbax does on a full disk: its writer thread logs the traceback, then it raises.
+    logging.getLogger("absl").error("_SignalingThread.run() raised an exception", exc_info=True)
+    raise ValueError("RESOURCE_EXHAUSTED: Error writing local file: Failed to write 8488 bytes")
+  monkeypatch.setattr(ocp.CheckpointManager, "save", full_disk)
+  checkpoints = Checkpoints(tmp_path, keep=1)
+  with pytest.raises(Exception, match=r"Could not write the checkpoint of step 1 .*"
+                                      r"RESOURCE_EXHAUSTED.* run the same command again"):
+    checkpoints.save(1, {"w": np.ones(2, np.float32)}, {"step": 1})
+  checkpoints.close()
+  assert not [r for r in caplog.records if r.name == "absl"]
+
+
+def _main_exit(main, argv, monkeypatch) -> int:
+  """The exit status of a command line's `main(argv)`, run in this process."""
+  def leave(status):
+    raise SystemExit(status)
+  monkeypatch.setattr(os, "_exit", leave)
+  try:
+    return main(argv)
+  except SystemExit as e:
+    return e.code
+
+
+def test_a_full_disk_during_training_is_one_line_and_the_run_resumes(tmp_path, monkeypatch,
+                                                                      capsys):
+  from minrnn.training import metrics
+  write = metrics.MetricsWriter.write
+
+  def full(self, step, split, values):
+    if step == 3:
+      raise OSError(28, "No space left on device", str(self.path))
+    write(self, step, split, values)
+  monkeypatch.setattr(metrics.MetricsWriter, "write", full)
+  command = ["--config", "configs/selective_copy.py:mingru,cpu", *TINY,
+             "--config.train.num_steps=4", "--config.train.checkpoint_every=2",
+             "--config.train.log_every=1",
+             "--workdir", str(tmp_path)]
+  assert _main_exit(train_lib.main, command, monkeypatch) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert err[0].startswith("error: [Errno 28] No space left on device") and len(err) == 2
+  assert "run the same command again to resume" in err[0]
+  assert not (tmp_path / "run.lock").exists()
+  monkeypatch.setattr(metrics.MetricsWriter, "write", write)
+  assert _main_exit(train_lib.main, command, monkeypatch) == 0
+  assert _losses(tmp_path)[0] == [1, 2, 3, 4]

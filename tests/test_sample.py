@@ -101,3 +101,42 @@ def test_a_run_saved_before_the_new_model_settings_samples_as_before(workdir, tm
   (old / "config.json").write_text(json.dumps(saved))
   assert (sample_lib.sample(old, "ROMEO:", length=20, seed=2)
           == sample_lib.sample(workdir, "ROMEO:", length=20, seed=2))
+
+
+def test_a_non_finite_temperature_is_refused_in_one_line(workdir, capsys, tiny_lm):
+  for value in ("nan", "inf", "-inf", "1e999"):
+    with pytest.raises(SystemExit) as status:
+      sample_lib.main(["--workdir", str(workdir), f"--temperature={value}"])
+    assert status.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: python -m minrnn.sample: argument --temperature: {value!r} is not a finite "
+        "number (see --help)"]
+  with pytest.raises(ValueError, match="temperature must be a finite number"):
+    make_generator(tiny_lm(), length=3, temperature=float("nan"))
+
+
+def test_a_damaged_best_checkpoint_points_to_the_latest(workdir, tmp_path):
+  import shutil
+  copy = tmp_path / "run"
+  shutil.copytree(workdir, copy)
+  for path in (copy / "best").rglob("*"):
+    if path.is_file() and "state" in path.parts:
+      path.write_bytes(b"damaged")
+  with pytest.raises(Exception, match=r"(?s)it is damaged.*Sample the latest checkpoint with "
+                                      r"--checkpoint latest") as error:
+    sample_lib.sample(copy, "ROMEO:", length=5)
+  assert "resume" not in str(error.value)
+  assert sample_lib.sample(copy, "ROMEO:", length=5, checkpoint="latest").startswith("ROMEO:")
+
+
+def test_sampling_prints_no_training_warning(workdir, tmp_path, caplog):
+  import json
+  import shutil
+  copy = tmp_path / "run"
+  shutil.copytree(workdir, copy)
+  saved = json.loads((copy / "config.json").read_text())
+  saved["train"]["warmup_steps"] = 10 * saved["train"]["num_steps"]  # Warns when training.
+  (copy / "config.json").write_text(json.dumps(saved))
+  with caplog.at_level("WARNING"):
+    assert sample_lib.sample(copy, "ROMEO:", length=5).startswith("ROMEO:")
+  assert not caplog.records, [r.getMessage() for r in caplog.records]

@@ -336,10 +336,21 @@ def test_tfrecord_without_tensorflow_says_how_to_convert(tmp_path, no_tensorflow
   assert "--out_file_format=array_record" in str(error.value)
 
 
-def test_without_tensorflow_datasets_says_what_to_install(monkeypatch):
+def test_without_tensorflow_datasets_says_what_to_install(monkeypatch, tmp_path, capsys):
   monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)
   with pytest.raises(ImportError, match=r'pip install "minrnn\[tfds\]"'):
     from_tfds.read_tiny_shakespeare_text()
+
+  def leave(status):
+    raise SystemExit(status)
+  monkeypatch.setattr(os, "_exit", leave)  # The command line's way out, caught here.
+  with pytest.raises(SystemExit) as status:
+    train_lib.main(["--config", "configs/shakespeare.py:mingru,cpu",
+                    "--config.data.source='tfds'", "--workdir", str(tmp_path / "run")])
+  assert status.value.code == 2
+  first, *rest = capsys.readouterr().err.strip().splitlines()
+  assert first.startswith("error: Reading TFDS datasets needs tensorflow_datasets") and len(rest) == 1
+  assert not (tmp_path / "run").exists()
 
 
 def test_episodes_that_are_not_tfds_d4rl_are_refused():

@@ -179,3 +179,25 @@ def test_loop_scores_the_residual_lm_in_chunks_like_its_full_logits(monkeypatch)
 
   _assert_loop_scores_like_full_scores(
       config, lambda: monkeypatch.setattr(LanguageModel, "_logits", chunk_logits_only))
+
+
+def test_a_bad_byte_names_its_file_and_offset_and_writes_no_cache(tmp_path):
+  root = write_corpus(tmp_path)
+  path = root / "wikitext-103" / "wiki.valid.tokens"
+  # Past the first MiB, after a two-byte character that straddles the reader's first chunk.
+  head = b"word " * 209_715 + "\u00e9".encode() + b" x\n"
+  assert len(head) > 1 << 20 and head[(1 << 20) - 1:(1 << 20) + 1] == "\u00e9".encode()
+  path.write_bytes(head + b"good line\nbad \xff byte\n")
+  offset = len(head) + len(b"good line\nbad ")
+  with pytest.raises(ValueError, match=rf"wiki\.valid\.tokens is not UTF-8 text: byte {offset} "
+                                       r"of the file \(0xff\)"):
+    wikitext.load_splits("wikitext103", root, cache_dir=tmp_path / "cache")
+  assert not (tmp_path / "cache").exists()
+
+
+def test_an_empty_training_file_is_named_and_leaves_no_cache(tmp_path):
+  root = write_corpus(tmp_path)
+  (root / "wikitext-103" / "wiki.train.tokens").write_text("")
+  with pytest.raises(ValueError, match=r"wiki\.train\.tokens holds no words"):
+    wikitext.load_splits("wikitext103", root)
+  assert not list((root / "wikitext-103").glob("ids-*"))

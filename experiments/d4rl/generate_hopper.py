@@ -17,12 +17,12 @@ Rows follow D4RL's conventions: `terminals` marks steps where the environment en
 
 from __future__ import annotations
 
-import argparse
 import pathlib
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from minrnn import cli
 from minrnn.data.d4rl import write_d4rl
 from minrnn.data.paths import data_dir
 from minrnn.tasks.rollouts import make_env
@@ -71,7 +71,7 @@ def generate(num_transitions: int, seed: int) -> tuple[dict[str, np.ndarray], li
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser = cli.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--out", type=pathlib.Path, default=None,
                       help=f"hdf5 file to write (default: <data dir>/{DEFAULT_FILE})")
   parser.add_argument("--transitions", type=int, default=100_000)
@@ -85,4 +85,5 @@ def main():
 
 
 if __name__ == "__main__":
-  main()
+  with cli.user_errors(verbose_flag=None):
+    main()

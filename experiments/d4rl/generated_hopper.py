@@ -12,7 +12,6 @@ hand-written noisy controller's, so they are not comparable with D4RL results.
 
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
 import platform
@@ -23,6 +22,7 @@ import numpy as np
 import generate_hopper  # A sibling script: run this file as `python experiments/d4rl/...`.
 from table import CELLS, d4rl_config, markdown_table, run_entry, summarize
 
+from minrnn import cli
 from minrnn.data.d4rl import D4RLWindows, read_dataset, write_d4rl
 from minrnn.data.paths import data_dir
 from minrnn.tasks.rollouts import normalized_score
@@ -33,7 +33,7 @@ TARGET_RETURNS = (1000.0, 500.0)
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser = cli.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--workdir", type=pathlib.Path, required=True)
   parser.add_argument("--out", type=pathlib.Path,
                       default=pathlib.Path("experiments/results/d4rl_generated_hopper"))
@@ -43,6 +43,7 @@ def main():
   parser.add_argument("--set", dest="overrides", action="append", default=[],
                       metavar="KEY=VALUE")
   args = parser.parse_args()
+  apply_overrides(d4rl_config("hopper", "medium", args.cells[0], "cpu"), args.overrides)
 
   path = data_dir() / generate_hopper.DEFAULT_FILE
   if not path.exists():
@@ -112,4 +113,5 @@ def main():
 
 
 if __name__ == "__main__":
-  main()
+  with cli.user_errors(verbose_flag=None):
+    main()

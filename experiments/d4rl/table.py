@@ -20,7 +20,6 @@ its per-cell numbers are [NR].
 
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
 import sys
@@ -30,6 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 from experiments import reporting  # noqa: E402
+from minrnn import cli  # noqa: E402
 from minrnn import train as train_lib  # noqa: E402
 from minrnn.data.d4rl import DATASETS, ENVS  # noqa: E402
 from minrnn.training import loop  # noqa: E402
@@ -103,7 +103,7 @@ def protocol_label(args) -> str:
 
 
 def parse_args(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser = cli.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--workdir", type=pathlib.Path, required=True)
   parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("experiments/results/d4rl"))
   parser.add_argument("--envs", nargs="+", default=list(ENVS), choices=ENVS)
@@ -118,6 +118,9 @@ def parse_args(argv=None):
 
 def main(argv=None):
   args = parse_args(argv)
+  # The overrides are checked once before any run trains (every entry's config has the same keys).
+  apply_overrides(d4rl_config(args.envs[0], args.datasets[0], args.cells[0], args.variant),
+                  args.overrides)
   runs, entries = {}, {}
   for dataset in args.datasets:
     for env in args.envs:
@@ -147,4 +150,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  main()
+  with cli.user_errors(verbose_flag=None):
+    main()

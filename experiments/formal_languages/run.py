@@ -20,7 +20,6 @@ Writes `experiments/results/formal_languages[_<variant>].{json,md,png}`.
 
 from __future__ import annotations
 
-import argparse
 import pathlib
 import sys
 
@@ -28,6 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 from experiments import reporting  # noqa: E402
+from minrnn import cli  # noqa: E402
 from minrnn.data.formal_languages import LANGUAGES  # noqa: E402
 from minrnn.training.config import load_config  # noqa: E402
 
@@ -39,7 +39,7 @@ PAPER_SOURCE = ("per-task numbers not retrieved [NR] (later versions of arXiv 24
 
 
 def parse_args(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser = cli.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--variant", default="paper", help="config variant: paper or cpu")
   parser.add_argument("--models", default="mingru,minlstm,transformer")
   parser.add_argument("--tasks", default=",".join(LANGUAGES))
@@ -56,12 +56,16 @@ def protocol_label(args, seeds) -> str:
       stop_at_step=args.stop_at_step, variant_note=" (small models, few steps)")
 
 
-def _train(args, task: str, model: str, seed: int) -> dict:
+def _config(args, task: str, model: str, seed: int) -> tuple[str, list[str], object]:
   overrides = [f"data.task={task!r}", f"seed={seed}", *args.override]
   if args.stop_at_step is not None:
     overrides.append(f"train.stop_at_step={args.stop_at_step}")
   spec = f"configs/formal_languages.py:{model},{args.variant}"
-  config = load_config(spec, overrides=overrides)
+  return spec, overrides, load_config(spec, overrides=overrides)
+
+
+def _train(args, task: str, model: str, seed: int, spec: str, overrides: list[str],
+           config) -> dict:
   workdir = pathlib.Path(args.workdir) / f"{args.variant}_{task}_{model}_seed{seed}"
   run = reporting.train_run(config, workdir)
   run.update(task=task, model=model, seed=seed, config=spec, overrides=overrides,
@@ -134,13 +138,13 @@ def main(argv=None) -> dict:
   args = parse_args(argv)
   name = (args.name or ("formal_languages" if args.variant == "paper"
                         else f"formal_languages_{args.variant}"))
-  models, tasks = args.models.split(","), args.tasks.split(",")
-  seeds = [int(s) for s in args.seeds.split(",")]
-  for model in models:
-    if model not in NAMES:
-      raise ValueError(f"Unknown model {model!r}; choose from {sorted(NAMES)}.")
-  runs = [_train(args, task, model, seed)
-          for task in tasks for model in models for seed in seeds]
+  models = reporting.names(args.models, NAMES, "--models")
+  tasks = reporting.names(args.tasks, LANGUAGES, "--tasks")
+  seeds = reporting.numbers(args.seeds, "--seeds")
+  # Every config is resolved before any run trains: a bad variant or override stops at once.
+  configs = {(task, model, seed): _config(args, task, model, seed)
+             for task in tasks for model in models for seed in seeds}
+  runs = [_train(args, *key, *config) for key, config in configs.items()]
   table = summarize(runs)
   label = protocol_label(args, seeds)
   env = reporting.environment()
@@ -154,4 +158,5 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-  main()
+  with cli.user_errors(verbose_flag=None):
+    main()

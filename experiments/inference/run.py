@@ -26,20 +26,20 @@ after every case, so a run cut by a time limit keeps what it measured.
 
 from __future__ import annotations
 
-import argparse
 import pathlib
 import sys
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 from experiments import reporting  # noqa: E402
+from minrnn import cli  # noqa: E402
 from experiments.inference import report  # noqa: E402
 
 VOCAB = 65  # Tiny Shakespeare's characters.
 
 
 def parse_args(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser = cli.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--models", default=",".join(report.NAMES))
   parser.add_argument("--contexts", default="1024,2048,4096,8192,16384,32768,65536",
                       help="prompt lengths of the context sweep")
@@ -53,14 +53,14 @@ def parse_args(argv=None):
   parser.add_argument("--generate", type=int, default=64, help="tokens generated per call")
   parser.add_argument("--prompt_chunk", type=int, default=512,
                       help="prompt tokens processed at once (bounds attention's scores)")
-  parser.add_argument("--single_call_s", type=float, default=2.0,
+  parser.add_argument("--single_call_s", type=cli.finite_float, default=2.0,
                       help="time a program by one call when one call takes longer")
-  parser.add_argument("--repeat_s", type=float, default=0.5,
+  parser.add_argument("--repeat_s", type=cli.finite_float, default=0.5,
                       help="seconds of repeated calls per timing (at least 3 calls)")
   parser.add_argument("--transformer_max_context", type=int, default=None,
                       help="skip the Transformer at longer contexts (its prompt is quadratic)")
-  parser.add_argument("--budget_s", type=float, default=float("inf"),
-                      help="start no case after this many seconds")
+  parser.add_argument("--budget_s", type=cli.finite_float, default=None,
+                      help="start no case after this many seconds (default: no limit)")
   parser.add_argument("--name", default="inference", help="results file name")
   parser.add_argument("--out_dir", default=str(reporting.RESULTS_DIR))
   return parser.parse_args(argv)
@@ -149,7 +149,7 @@ def main(argv=None) -> dict:
   for context, batch in cases(args):
     for kind in models:
       record = {"model": kind, "context": context, "batch": batch, "status": "ok"}
-      if time.perf_counter() - start > args.budget_s:
+      if args.budget_s is not None and time.perf_counter() - start > args.budget_s:
         record["status"] = "skipped: time budget"
       elif kind == "transformer" and context > (args.transformer_max_context or context):
         record["status"] = "skipped: --transformer_max_context"
@@ -163,9 +163,7 @@ def main(argv=None) -> dict:
       print(f"{kind} context={context} batch={batch}: "
             f"{record.get('decode_ms_per_token')} ms/token, {record['status']}", flush=True)
       elapsed = time.perf_counter() - start
-      # No machine paths; no budget is null (JSON has no infinity).
-      settings = {k: None if v == float("inf") else v for k, v in vars(args).items()
-                  if k != "out_dir"}
+      settings = {k: v for k, v in vars(args).items() if k != "out_dir"}  # No machine paths.
       payload = {"experiment": "inference", "settings": settings, "paper": report.PAPER,
                  "records": records, "wall_s": round(elapsed, 1), "environment": env}
       reporting.write_results(args.name, payload, report.markdown(records, args, env, elapsed),
@@ -174,4 +172,5 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-  main()
+  with cli.user_errors(verbose_flag=None):
+    main()

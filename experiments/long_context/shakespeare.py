@@ -10,7 +10,6 @@ Sizes are CPU-feasible (a few minutes per model on two cores), not the papers'. 
 
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
 import time
@@ -18,6 +17,7 @@ import time
 import jax
 from flax import nnx
 
+from minrnn import cli
 from minrnn import train as train_lib
 from minrnn.tasks import make_task
 from minrnn.training.config import load_config
@@ -58,7 +58,7 @@ def configs(num_steps: int) -> dict:
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--workdir", required=True, help="Run directories go under it.")
   parser.add_argument("--steps", type=int, default=1500)
   args = parser.parse_args()
@@ -103,4 +103,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-  main()
+  with cli.user_errors(verbose_flag=None):
+    main()

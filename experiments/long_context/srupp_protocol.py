@@ -17,7 +17,6 @@ enwik8 from the data directory (GPUs; resumes in chunks with `--stop_at_step`). 
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import pathlib
@@ -28,6 +27,7 @@ from flax import nnx
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 from experiments import reporting  # noqa: E402
+from minrnn import cli  # noqa: E402
 from minrnn.data import enwik8, paths  # noqa: E402
 from minrnn.models import build_language_model  # noqa: E402
 from minrnn.training.config import apply_overrides, load_config  # noqa: E402
@@ -41,7 +41,7 @@ PAPER = {"enwik8": {"test_bpc": 0.974, "parameters": "108M"},
 
 
 def parse_args(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser = cli.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--variant", choices=("reduced", "paper"), default="reduced")
   parser.add_argument("--steps", type=int, default=4000, help="training steps (reduced)")
   parser.add_argument("--workdir", default="runs/experiments/srupp_protocol")
@@ -170,4 +170,5 @@ def main(argv=None) -> dict | None:
 
 
 if __name__ == "__main__":
-  main()
+  with cli.user_errors(verbose_flag=None):
+    main()

@@ -24,13 +24,13 @@ limit keeps what it measured).
 
 from __future__ import annotations
 
-import argparse
 import pathlib
 import sys
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 from experiments import reporting  # noqa: E402
+from minrnn import cli  # noqa: E402
 
 JAX_MODELS = {"mingru": "minGRU", "minlstm": "minLSTM", "gru": "GRU", "lstm": "LSTM",
               "mamba": "Mamba"}
@@ -42,7 +42,7 @@ PAPER = {"mingru_vs_gru_at_512": 175.0,
 
 
 def parse_args(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser = cli.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--batch", type=int, default=64)
   parser.add_argument("--features", type=int, default=256)
   parser.add_argument("--lengths", default="64,128,256,512,1024,2048,4096,8192,16384")
@@ -50,8 +50,8 @@ def parse_args(argv=None):
   parser.add_argument("--implementation", default=None,
                       help="linear_scan path of minGRU/minLSTM/Mamba (default: platform's)")
   parser.add_argument("--no_torch", action="store_true", help="skip the cuDNN baselines")
-  parser.add_argument("--budget_s", type=float, default=float("inf"),
-                      help="start no case after this many seconds")
+  parser.add_argument("--budget_s", type=cli.finite_float, default=None,
+                      help="start no case after this many seconds (default: no limit)")
   parser.add_argument("--name", default="runtime", help="results file name")
   parser.add_argument("--out_dir", default=str(reporting.RESULTS_DIR))
   return parser.parse_args(argv)
@@ -194,7 +194,7 @@ def main(argv=None) -> dict:
   for model, t in cases:
     record = {"model": model, "T": t, "batch": args.batch, "features": args.features,
               "ms": None, "bytes": None, "status": "ok"}
-    if time.perf_counter() - start > args.budget_s:
+    if args.budget_s is not None and time.perf_counter() - start > args.budget_s:
       record["status"] = "skipped: time budget"
     else:
       try:
@@ -220,4 +220,5 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-  main()
+  with cli.user_errors(verbose_flag=None):
+    main()

@@ -25,13 +25,15 @@ import subprocess
 import sys
 import time
 
+from minrnn import cli
+
 _REPO = pathlib.Path(__file__).resolve().parents[2]
 _OOM = re.compile(r"RESOURCE_EXHAUSTED|resource exhausted|out of memory|failed to allocate",
                   re.IGNORECASE)
 
 
 def _parse_args(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser = cli.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--features", type=int, default=512)
   parser.add_argument("--num_layers", type=int, default=3)
   parser.add_argument("--vocab", type=int, default=256, help="256: bytes, as enwik8")
@@ -43,9 +45,9 @@ def _parse_args(argv=None):
   parser.add_argument("--granularity", type=int, default=4096)
   parser.add_argument("--max_time", type=int, default=2**24)
   parser.add_argument("--steps", type=int, default=3, help="timed steps per probe")
-  parser.add_argument("--mem_fraction", type=float, default=0.95)
-  parser.add_argument("--probe_timeout_s", type=float, default=300)
-  parser.add_argument("--budget_s", type=float, default=540,
+  parser.add_argument("--mem_fraction", type=cli.finite_float, default=0.95)
+  parser.add_argument("--probe_timeout_s", type=cli.finite_float, default=300)
+  parser.add_argument("--budget_s", type=cli.finite_float, default=540,
                       help="stop starting probes after this long (device leases are short)")
   parser.add_argument("--out-dir", default=str(_REPO / "experiments" / "results"))
   parser.add_argument("--probe", type=int, default=None, help=argparse.SUPPRESS)
@@ -232,4 +234,5 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-  main()
+  with cli.user_errors(verbose_flag=None):
+    main()

@@ -17,12 +17,12 @@ that differs from the `paper` variant). The figure shows the validation accuracy
 
 from __future__ import annotations
 
-import argparse
 import pathlib
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 from experiments import reporting  # noqa: E402
+from minrnn import cli  # noqa: E402
 from minrnn.training.config import load_config  # noqa: E402
 
 # Test accuracy (%), mean ± std, 3 layers. Source: the project's protocol notes (PROTOCOLS.md,
@@ -35,7 +35,7 @@ NAMES = {"mingru": "minGRU", "minlstm": "minLSTM"}
 
 
 def parse_args(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser = cli.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--variant", default="paper", help="config size: paper, short or cpu")
   parser.add_argument("--optimizer", default="adam",
                       help="adam (the paper's text) or adamw (a fork's yaml)")
@@ -77,36 +77,42 @@ def _table(args, runs: list[dict]) -> list[str]:
   return lines
 
 
-def main(argv=None) -> dict:
-  args = parse_args(argv)
-  name = (args.name or
-          ("selective_copy" if args.variant == "paper" else f"selective_copy_{args.variant}"))
+def _configs(args) -> list[tuple[str, int, str, list[str], object]]:
+  """`(model, layers, variant, overrides, config)` of every run, all resolved before any trains,
+  so a bad model, layer count, variant or override stops the command at once."""
   runs = []
-  for model in args.models.split(","):
-    if model not in NAMES:
-      raise ValueError(f"Unknown model {model!r}; choose from {sorted(NAMES)}.")
-    for layers in map(int, args.layers.split(",")):
+  for model in reporting.names(args.models, NAMES, "--models"):
+    for layers in reporting.numbers(args.layers, "--layers"):
       variant = f"{model},{layers}l,{args.optimizer}"
       overrides = ["train.progress_bar=False", *args.override]
       if args.stop_at_step is not None:
         overrides.append(f"train.stop_at_step={args.stop_at_step}")
       config = load_config(f"configs/selective_copy.py:{variant},{args.variant}",
                            overrides=overrides)
-      workdir = (pathlib.Path(args.workdir)
-                 / f"{args.variant}_{args.optimizer}_{model}_{layers}l")
-      run = reporting.train_run(config, workdir)
-      differences = reporting.protocol_differences(
-          config, load_config(f"configs/selective_copy.py:{variant},paper"))
-      run.update(model=model, layers=layers, differences=differences,
-                 protocol=reporting.protocol_label(differences, run),
-                 curve=reporting.best_eval(workdir, "accuracy"),
-                 config=f"configs/selective_copy.py:{variant},{args.variant}",
-                 overrides=overrides, seq_len=config.data.seq_len)
-      runs.append(run)
-      test = (run["best"] or {}).get("splits", {}).get("test", {})
-      print(f"{NAMES[model]} {layers} layer(s): test accuracy {test.get('accuracy')} at the "
-            f"best validation step {(run['best'] or {}).get('step')} ({run['step']}/"
-            f"{run['num_steps']} steps, {run['wall_s']} s)")
+      runs.append((model, layers, variant, overrides, config))
+  return runs
+
+
+def main(argv=None) -> dict:
+  args = parse_args(argv)
+  name = (args.name or
+          ("selective_copy" if args.variant == "paper" else f"selective_copy_{args.variant}"))
+  runs = []
+  for model, layers, variant, overrides, config in _configs(args):
+    workdir = pathlib.Path(args.workdir) / f"{args.variant}_{args.optimizer}_{model}_{layers}l"
+    run = reporting.train_run(config, workdir)
+    differences = reporting.protocol_differences(
+        config, load_config(f"configs/selective_copy.py:{variant},paper"))
+    run.update(model=model, layers=layers, differences=differences,
+               protocol=reporting.protocol_label(differences, run),
+               curve=reporting.best_eval(workdir, "accuracy"),
+               config=f"configs/selective_copy.py:{variant},{args.variant}",
+               overrides=overrides, seq_len=config.data.seq_len)
+    runs.append(run)
+    test = (run["best"] or {}).get("splits", {}).get("test", {})
+    print(f"{NAMES[model]} {layers} layer(s): test accuracy {test.get('accuracy')} at the "
+          f"best validation step {(run['best'] or {}).get('step')} ({run['step']}/"
+          f"{run['num_steps']} steps, {run['wall_s']} s)")
 
   env = reporting.environment()
   lines = _table(args, runs) + ["", reporting.environment_line(env)]
@@ -132,4 +138,5 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-  main()
+  with cli.user_errors(verbose_flag=None):
+    main()

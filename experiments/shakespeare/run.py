@@ -17,12 +17,12 @@ how they are reduced (every setting that differs from the `paper` variant). Writ
 
 from __future__ import annotations
 
-import argparse
 import pathlib
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 from experiments import reporting  # noqa: E402
+from minrnn import cli  # noqa: E402
 from minrnn.training.config import load_config  # noqa: E402
 
 # Best test loss (nats per character) and its step. Source: the project's protocol notes
@@ -39,7 +39,7 @@ NAMES = {"mingru": "minGRU", "minlstm": "minLSTM", "mamba": "Mamba", "transforme
 
 
 def parse_args(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser = cli.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--variant", default="paper", help="config variant: paper or cpu")
   parser.add_argument("--models", default="mingru,minlstm,mamba,transformer",
                       help=f"comma list of {sorted(NAMES)}")
@@ -93,19 +93,25 @@ def _write(args, name: str, runs: dict) -> dict:
   return payload
 
 
-def main(argv=None) -> dict:
-  args = parse_args(argv)
-  name = args.name or ("shakespeare" if args.variant == "paper" else f"shakespeare_{args.variant}")
-  runs, payload = {}, {}
-  for model in args.models.split(","):
-    if model not in NAMES:
-      raise ValueError(f"Unknown model {model!r}; choose from {sorted(NAMES)}.")
+def _configs(args) -> dict:
+  """model -> `(overrides, config)` of every run, all resolved before any trains."""
+  configs = {}
+  for model in reporting.names(args.models, NAMES, "--models"):
     overrides = ["train.progress_bar=False", *args.override]
     if args.eval_every is not None:
       overrides.insert(0, f"train.eval_every={args.eval_every}")
     if args.stop_at_step is not None:
       overrides.append(f"train.stop_at_step={args.stop_at_step}")
-    config = load_config(f"configs/shakespeare.py:{model},{args.variant}", overrides=overrides)
+    configs[model] = overrides, load_config(f"configs/shakespeare.py:{model},{args.variant}",
+                                            overrides=overrides)
+  return configs
+
+
+def main(argv=None) -> dict:
+  args = parse_args(argv)
+  name = args.name or ("shakespeare" if args.variant == "paper" else f"shakespeare_{args.variant}")
+  runs, payload = {}, {}
+  for model, (overrides, config) in _configs(args).items():
     workdir = pathlib.Path(args.workdir) / f"{args.variant}_{model}"
     run = reporting.train_run(config, workdir)
     differences = reporting.protocol_differences(
@@ -123,4 +129,5 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-  main()
+  with cli.user_errors(verbose_flag=None):
+    main()

@@ -102,15 +102,21 @@ def _verify(path: pathlib.Path, sha256: str, url: str) -> None:
 
 
 def _download(url: str, path: pathlib.Path, sha256: str) -> None:
+  # Held in memory and checked before anything is written: a failed or wrong download leaves
+  # the data directory as it was (no folder, no partial file).
+  with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+    data = response.read()
+  actual = hashlib.sha256(data).hexdigest()
+  if actual != sha256:
+    raise ValueError(f"The download from {url} has sha256 {actual}, expected {sha256}: it is "
+                     f"not the expected file, so nothing was written to {path.parent}.")
   path.parent.mkdir(parents=True, exist_ok=True)
-  # Written next to its final place and renamed, so an interrupted download leaves no
-  # half file behind under the real name.
+  # Written next to its final place and renamed, so an interrupted write leaves no half file
+  # behind under the real name.
   with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as tmp:
     try:
-      with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
-        tmp.write(response.read())
+      tmp.write(data)
       tmp.close()
-      _verify(pathlib.Path(tmp.name), sha256, url)
       os.replace(tmp.name, path)
     finally:
       if os.path.exists(tmp.name):

@@ -13,6 +13,7 @@ cache sits next to the data when that directory is writable, else in the user ca
 
 from __future__ import annotations
 
+import codecs
 import collections
 import hashlib
 import json
@@ -45,22 +46,50 @@ def tokenize_lines(lines: Iterable[str]) -> list[str]:
 
 def read_tokens(path: str | os.PathLike) -> list[str]:
   """The tokens of one `.tokens` file (UTF-8)."""
-  with open(path, encoding="utf-8") as f:
-    return tokenize_lines(f)
+  return tokenize_lines(_lines(pathlib.Path(path)))
+
+
+def _not_utf8(path: pathlib.Path) -> ValueError:
+  """The error for a file that is not UTF-8, naming the first bad byte's offset in the file."""
+  decoder, offset = codecs.getincrementaldecoder("utf-8")(), 0
+  with open(path, "rb") as f:
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+      pending = len(decoder.getstate()[0])
+      try:
+        decoder.decode(chunk)
+      except UnicodeDecodeError as e:
+        at = offset - pending + e.start
+        return ValueError(f"{path} is not UTF-8 text: byte {at} of the file "
+                          f"(0x{e.object[e.start]:02x}) cannot be decoded ({e.reason}). "
+                          "WikiText's files are UTF-8; get them again or fix that byte.")
+      offset += len(chunk)
+  return ValueError(f"{path} is not UTF-8 text.")
+
+
+def _lines(path: pathlib.Path) -> Iterable[str]:
+  """The lines of a UTF-8 text file; a decoding error names the file and the byte."""
+  try:
+    with open(path, encoding="utf-8") as f:
+      yield from f
+  except UnicodeDecodeError:
+    raise _not_utf8(path) from None
 
 
 def _count_tokens(path: pathlib.Path) -> collections.Counter:
   # Line by line: WikiText-103's 103M training tokens as one Python list would take many GB.
   counts = collections.Counter()
-  with open(path, encoding="utf-8") as f:
-    for line in f:
-      counts.update(tokenize_lines([line]))
+  for line in _lines(path):
+    counts.update(tokenize_lines([line]))
   return counts
 
 
 def _encode_file(path: pathlib.Path, vocab: "WordVocab") -> np.ndarray:
-  with open(path, encoding="utf-8") as f:
-    chunks = [vocab.encode(tokenize_lines([line])) for line in f]
+  chunks = []
+  for line in _lines(path):
+    try:
+      chunks.append(vocab.encode(tokenize_lines([line])))
+    except ValueError as e:  # Words outside a vocabulary that has no <unk>.
+      raise ValueError(f"{path}: {e}") from None
   return np.concatenate(chunks) if chunks else np.zeros((0,), np.int32)
 
 
@@ -118,6 +147,24 @@ def _cache_key(paths: dict[str, pathlib.Path]) -> str:
   return hashlib.sha256(json.dumps(stats).encode()).hexdigest()[:16]
 
 
+def _build_cache(paths: dict[str, pathlib.Path], cache: pathlib.Path) -> None:
+  """Writes `cache/{split}.npy` and `cache/vocab.json`: all of it or, on an error, nothing (the
+  arrays are computed before anything is written)."""
+  counts = _count_tokens(paths["train"])
+  if not set(counts) - {EOS}:
+    raise ValueError(f"{paths['train']} holds no words: WikiText's training split, which the "
+                     "vocabulary is built from, is empty. Get the file again.")
+  vocab = WordVocab.from_counts(counts)
+  ids = {split: _encode_file(paths[split], vocab) for split in SPLITS}
+  cache.mkdir(parents=True, exist_ok=True)
+  for split in SPLITS:
+    np.save(cache / f"{split}.npy", ids[split])
+  # The vocabulary is written last: its presence marks a complete cache.
+  tmp = cache / "vocab.json.tmp"
+  tmp.write_text(json.dumps(vocab.words, ensure_ascii=False), encoding="utf-8")
+  os.replace(tmp, cache / "vocab.json")
+
+
 def load_splits(dataset: str = "wikitext103", configured_dir: str | os.PathLike | None = None,
                 *, cache_dir: str | os.PathLike | None = None
                 ) -> tuple[WordVocab, dict[str, np.ndarray]]:
@@ -137,13 +184,6 @@ def load_splits(dataset: str = "wikitext103", configured_dir: str | os.PathLike 
   cache = pathlib.Path(cache_dir) / f"ids-{_cache_key(paths)}"
   vocab_file = cache / "vocab.json"
   if not vocab_file.exists():
-    vocab = WordVocab.from_counts(_count_tokens(paths["train"]))
-    cache.mkdir(parents=True, exist_ok=True)
-    for split in SPLITS:
-      np.save(cache / f"{split}.npy", _encode_file(paths[split], vocab))
-    # The vocabulary is written last: its presence marks a complete cache.
-    tmp = cache / "vocab.json.tmp"
-    tmp.write_text(json.dumps(vocab.words, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, vocab_file)
+    _build_cache(paths, cache)
   vocab = WordVocab(json.loads(vocab_file.read_text(encoding="utf-8")))
   return vocab, {s: np.load(cache / f"{s}.npy", mmap_mode="r") for s in SPLITS}

@@ -72,8 +72,8 @@ class Generator:
                top_k: int | None = None, prompt_chunk: int | None = None):
     if length < 1:
       raise ValueError(f"length must be >= 1 token, got {length}.")
-    if temperature < 0:
-      raise ValueError(f"temperature must be >= 0, got {temperature}.")
+    if not temperature >= 0 or temperature == float("inf"):  # NaN fails the comparison.
+      raise ValueError(f"temperature must be a finite number >= 0, got {temperature}.")
     if top_k is not None and not 1 <= top_k <= model.vocab_size:
       raise ValueError(f"top_k must be in [1, {model.vocab_size}] or None, got {top_k}.")
     if prompt_chunk is not None and prompt_chunk < 1:

@@ -88,21 +88,59 @@ class Checkpoints:
     return None if manager is None else manager.latest_step()
 
   def save(self, step: int, state: Any, meta: dict[str, Any]) -> bool:
-    """Saves `step`; returns False (and says so) when Orbax keeps an existing one instead."""
-    saved = self._open(create=True).save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+    """Saves `step`; returns False (and says so) when Orbax keeps an existing one instead.
+
+    Raises:
+      CheckpointError: the checkpoint could not be written (a full disk, a lost mount); the
+        ones written before are intact.
+    """
+    manager = self._open(create=True)
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    # Orbax's writer threads log a failed write with its whole traceback; the error below
+    # says it once.
+    absl_logger.setLevel(logging.CRITICAL)
+    try:
+      saved = manager.save(step, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+    except Exception as e:  # Orbax and TensorStore raise many types for a failed write.
+      reason = " ".join(str(e).split())[:240]
+      raise CheckpointError(
+          f"Could not write the checkpoint of step {step} into {self.directory} "
+          f"({type(e).__name__}: {reason}). The checkpoints written before it are intact: once "
+          "the cause is fixed (a full disk?), run the same command again to resume.") from e
+    finally:
+      absl_logger.setLevel(level)
     if not saved:
       logging.warning("Checkpoint of step %d not written: %s already holds step %s, which is "
                       "kept.", step, self.directory, self.latest_step())
     return saved
 
-  def restore(self, step: int, target: Any, *, params_only: bool = False
-              ) -> tuple[Any, dict[str, Any]]:
+  def all_steps(self) -> list[int]:
+    manager = self._open()
+    return [] if manager is None else sorted(manager.all_steps())
+
+  def meta(self, step: int) -> dict[str, Any] | None:
+    """The `meta` item of `step` alone (no arrays read), or None if it cannot be read."""
+    manager = self._open()
+    if manager is None:
+      return None
+    try:
+      return dict(manager.restore(step, args=ocp.args.Composite(
+          meta=ocp.args.JsonRestore())).meta)
+    except Exception:  # Orbax raises many types for damaged files; None says "unreadable".
+      return None
+
+  def restore(self, step: int, target: Any, how_to_go_on: str | None = None, *,
+              params_only: bool = False) -> tuple[Any, dict[str, Any]]:
     """The checkpoint of `step`, shaped like `target` (a pytree of arrays).
 
     With `params_only`, `target` is `{"params": ...}` and only the parameters come back: what
     reading a run needs, whatever else its checkpoints hold (the optimizer state; the model
     state a stream task carries between segments), which is read as saved.
+
+    Args:
+      how_to_go_on: the message's last line (default: how to resume from another checkpoint).
 
     Raises:
       CheckpointError: the checkpoint is damaged or does not match `target`. Nothing is
@@ -110,14 +148,19 @@ class Checkpoints:
     """
     manager = self._open()
     path = self.directory / str(step)
-    how_to_go_on = (f"Nothing was deleted. To resume from an earlier checkpoint, move {path} out "
-                    f"of {self.directory}; to start afresh, use a new workdir.")
+    how_to_go_on = how_to_go_on or (
+        f"Nothing was deleted. To resume from an earlier checkpoint, move {path} out of "
+        f"{self.directory}; to start afresh, use a new workdir.")
     try:
       metadata = manager.item_metadata(step)["state"]
       saved = _paths(metadata)
     except Exception as e:  # No readable metadata: the files themselves are damaged.
       raise CheckpointError(f"Could not restore the checkpoint {path}: {_damaged(e)}\n"
                             f"{how_to_go_on}") from None
+    if not saved:  # The arrays' index (state/_METADATA) is gone: damage, not another model.
+      raise CheckpointError(
+          f"Could not restore the checkpoint {path}: it is damaged (the index of its arrays, "
+          f"state/_METADATA, is missing or empty).\n{how_to_go_on}")
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
     if params_only:
       saved = {k: v for k, v in saved.items() if k.startswith("params/")}

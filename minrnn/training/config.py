@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import difflib
 import importlib.util
+import math
 import pathlib
 from typing import Sequence
 
@@ -53,6 +54,10 @@ def base_config() -> config_dict.ConfigDict:
   # [ours] None: train to num_steps. A number: stop after that many evaluations in a row
   # without a better `best_metric` (`minrnn.training.selection`).
   config.train.early_stopping_patience = config_dict.placeholder(int)
+  # [ours] 0: a step whose loss, gradient or update is not finite stops the run at once (the
+  # last checkpoint stays the place to resume from). n > 0: such a step is skipped, the run stops
+  # after more than n in a row (`minrnn.training.divergence`).
+  config.train.skip_nonfinite_steps = 0
   return config
 
 
@@ -220,13 +225,61 @@ def load_config(path: str | pathlib.Path, variant: str | None = None,
   return config
 
 
-def _keys(node: config_dict.ConfigDict, prefix: str = "") -> list[str]:
-  keys = []
+def _leaves(node: config_dict.ConfigDict, prefix: str = "") -> dict[str, object]:
+  """`{"a.b": value}` of every setting (not the sections) under `node`."""
+  leaves = {}
   for name, value in node.items():
-    keys.append(prefix + name)
     if isinstance(value, config_dict.ConfigDict):
-      keys += _keys(value, f"{prefix}{name}.")
-  return keys
+      leaves.update(_leaves(value, f"{prefix}{name}."))
+    else:
+      leaves[prefix + name] = value
+  return leaves
+
+
+def _initials(name: str) -> str:
+  return "".join(word[0] for word in name.split("_") if word)
+
+
+def suggest(key: str, keys: Sequence[str]) -> list[str]:
+  """The settings of `keys` a mistyped `key` most likely meant: those whose name it
+  abbreviates in the same section (`train.lr` -> `train.learning_rate`), else the closest."""
+  section, _, name = key.rpartition(".")
+  abbreviated = [k for k in keys if k.rpartition(".")[0] == section
+                 and _initials(k.rpartition(".")[2]) == name and len(name) > 1]
+  return abbreviated or difflib.get_close_matches(key, keys, n=3)
+
+
+def _finite(value: object) -> bool:
+  """False for a float that is not finite, or a tuple or list holding one."""
+  if isinstance(value, (tuple, list)):
+    return all(_finite(v) for v in value)
+  return not isinstance(value, float) or math.isfinite(value)
+
+
+# Settings that count something and must be at least 1 (a 0 would divide by zero or never
+# happen); checked before a run touches its workdir.
+POSITIVE = ("train.num_steps", "train.log_every", "train.eval_every", "train.checkpoint_every",
+            "train.keep_checkpoints", "train.grad_accum_steps", "data.batch_size",
+            "data.eval_batch_size")
+
+
+def check_values(config: config_dict.ConfigDict) -> None:
+  """A ValueError naming the first setting that is not a finite number where a number is
+  expected, or below 1 among `POSITIVE`."""
+  leaves = _leaves(config)
+  for key, value in leaves.items():
+    if not _finite(value):
+      raise ValueError(f"{key} = {value!r} is not a finite number; give a finite value "
+                       f"(--config.{key}=...).")
+  for key in POSITIVE:
+    value = leaves.get(key)
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                              or value < 1):
+      raise ValueError(f"{key} = {value!r} must be a whole number >= 1 "
+                       f"(--config.{key}=...).")
+
+
+_NONFINITE_WORDS = ("nan", "inf", "infinity")
 
 
 def apply_overrides(config: config_dict.ConfigDict, overrides: Sequence[str],
@@ -234,7 +287,8 @@ def apply_overrides(config: config_dict.ConfigDict, overrides: Sequence[str],
   """Sets `key.sub=value` strings on a ConfigDict.
 
   Values are Python literals (`3`, `1e-3`, `None`, `'parity'`, `(8, 16)`) or else plain
-  strings. An unknown key is a ValueError that suggests the closest ones; keys may be added
+  strings; a number that is not finite (`nan`, `inf`, `1e999`) is a ValueError. An unknown
+  key is a ValueError that suggests the closest ones (`suggest`); keys may be added
   only under a `cell_kwargs` section (the temporal layer's own options, checked when it is
   built); a value of the wrong type is a ValueError naming the expected type.
   """
@@ -246,6 +300,8 @@ def apply_overrides(config: config_dict.ConfigDict, overrides: Sequence[str],
       value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
       value = text
+    if not _finite(value):
+      raise ValueError(f"Bad value for {key}: {text!r} is not a finite number.")
     *parents, leaf = key.split(".")
     node = config
     for name in parents:
@@ -254,11 +310,13 @@ def apply_overrides(config: config_dict.ConfigDict, overrides: Sequence[str],
         break
       node = node[name]
     if node is None or (leaf not in node and parents[-1:] != ["cell_kwargs"]):
-      close = difflib.get_close_matches(key, _keys(config), n=3)
+      close = suggest(key, list(_leaves(config)))
       hint = f" Did you mean {' or '.join(close)}?" if close else ""
       raise ValueError(f"Unknown setting {key!r} (not in {source}).{hint}")
     try:
       setattr(node, leaf, value)
     except TypeError as e:
+      if text.strip().lstrip("+-").lower() in _NONFINITE_WORDS:  # A number field got "nan".
+        raise ValueError(f"Bad value for {key}: {text!r} is not a finite number.") from None
       raise ValueError(f"Bad value for {key}: {text!r} ({' '.join(str(e).split())[:160]}).") \
           from None

@@ -18,8 +18,9 @@ section holds that protocol:
     `memory_length` = the segment length and `same_length`); they hold no parameters, so the
     checkpoint restores into the model they build.
 
-The pass reads `best/` and writes `final_test.json`; nothing else in the workdir changes. Its
-settings may differ from the ones the run was trained with (`workdir.SAFE_SECTIONS`); any other
+The pass holds the workdir's lock (`minrnn.training.lock`), reads `best/` and writes
+`final_test.json`; nothing else in the workdir changes. A read-only copy of a run is scored
+without the lock, and the result is printed only. Its settings may differ from the ones the run was trained with (`workdir.SAFE_SECTIONS`); any other
 difference is refused, as on resume.
 """
 
@@ -36,6 +37,7 @@ import jax
 
 from minrnn.tasks import make_task
 from minrnn.training.checkpointing import Checkpoints
+from minrnn.training.lock import WorkdirLock
 from minrnn.training.loop import environment
 from minrnn.training.steps import create_state, evaluate, make_eval_step
 from minrnn.training.workdir import BEST_DIR, CONFIG_FILE, FINAL_TEST_FILE, Workdir
@@ -95,6 +97,19 @@ def final_test(config: Any, workdir: str | pathlib.Path, *,
         f"{workdir / CONFIG_FILE} not found: {workdir.path} holds no training run. Train it "
         "first with the same --config; the final test pass scores its best checkpoint.")
   workdir.check_config(config.to_dict(), resuming=True, accept_changes=accept_config_changes)
+  lock = WorkdirLock(workdir.path)  # Not while the run trains: best/ may be mid-save.
+  try:
+    lock.acquire()
+  except PermissionError:  # A read-only copy of a run: scored all the same, nothing written.
+    lock = None
+  try:
+    return _final_test(config, workdir)
+  finally:
+    if lock is not None:
+      lock.release()
+
+
+def _final_test(config: Any, workdir: Workdir) -> dict[str, Any]:
   test_config = protocol_config(config)
   task = make_task(test_config.data, test_config.seed)
   splits = tuple(config.final_test.splits)

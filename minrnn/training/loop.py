@@ -3,15 +3,19 @@
     run = prepare(config, workdir)   # checks everything, writes nothing on failure
     result = run.train()             # or train(config, workdir), both at once
 
-`prepare` resolves the whole run before it touches the workdir: the task and its data files,
-the model (names, options, widths), one abstract training step (shapes, scan paths), the
-checkpoint to resume from, and the config against the one the run was trained with
-(`minrnn.training.workdir`). A mistake is an exception with nothing written; an existing
-workdir stays byte-identical and a new one is not created.
+`prepare` takes the workdir's lock (`minrnn.training.lock`: one process per run; also the first
+check that the workdir can be written), then resolves the whole run before it writes anything:
+the task and its data files, the model (names, options, widths), one abstract training step
+(shapes, scan paths), the checkpoint to resume from, and the config against the one the run was
+trained with (`minrnn.training.workdir`). A mistake is an exception with nothing written: the
+lock is released, an existing workdir stays byte-identical and a new one is removed again.
 
 The workdir receives `config.json`, `vocab.json` (text tasks), `metrics.jsonl` and
-`tensorboard/` (flushed at every log), `checkpoints/` (the last few) and `best/` (the best
-evaluation by `train.best_metric`, default the loss), `final_eval.json` and `loss_curve.png`.
+`tensorboard/` (on disk at every log), `checkpoints/` (the last few, each with the config it was
+trained with) and `best/` (the best evaluation by `train.best_metric`, default the loss;
+`minrnn.training.best`), `final_eval.json` and `loss_curve.png`. A training step that is not
+finite stops the run with `Diverged`, or is skipped (`minrnn.training.divergence`); nothing
+non-finite is saved, and the files stay strict JSON (`minrnn.training.metrics.strict_json`).
 Batches and dropout keys are pure functions of `(seed, step)`, so a run that is stopped and
 resumed computes exactly the losses of one that never stopped. `train.stop_at_step` stops early
 on purpose; `train.early_stopping_patience` ends the run after that many evaluations without a
@@ -35,7 +39,8 @@ split over `data`, time over `sequence` when it is larger than 1 (the scans then
 sequence-parallel path), and parameters follow `distributed.DEFAULT_RULES`; losses equal one
 device's for the same global batch. Run one process per host (`jax.distributed`, from
 `JAX_COORDINATOR_ADDRESS`, `JAX_NUM_PROCESSES`, `JAX_PROCESS_ID`); every process saves the
-checkpoints into the shared workdir, process 0 alone writes the other outputs.
+checkpoints into the shared workdir, process 0 alone takes the lock and writes the other
+outputs.
 """
 
 from __future__ import annotations
@@ -44,7 +49,6 @@ import dataclasses
 import json
 import pathlib
 import platform
-import shutil
 import time
 from typing import Any
 
@@ -56,12 +60,17 @@ from minrnn.tasks import make_task
 from minrnn.tasks.base import Task
 from minrnn.training import distributed
 from minrnn.training import workdir as workdir_lib
+from minrnn.training.best import BestCheckpoint
 from minrnn.training.checkpointing import CheckpointError, Checkpoints
-from minrnn.training.metrics import METRICS_FILE, MetricsWriter, read_metrics
+from minrnn.training.config import check_values
+from minrnn.training.divergence import StepGuard
+from minrnn.training.lock import WorkdirLock
+from minrnn.training.metrics import METRICS_FILE, MetricsWriter, read_metrics, strict_json
 from minrnn.training.plots import plot_run
 from minrnn.training.preemption import Preempted, Preemption
 from minrnn.training.selection import Selection
 from minrnn.training.steps import (
+    FINITE,
     TrainState,
     create_state,
     evaluate,
@@ -95,17 +104,25 @@ def prepare(config: Any, workdir: str | pathlib.Path, *,
     accept_config_changes: resume even if settings `workdir.is_safe_change` refuses changed
       (the change is recorded in `config_history.jsonl`).
   """
-  task = make_task(config.data, config.seed)
-  state = create_state(config, task, mesh=make_mesh(config))
-  run = Run(config, Workdir(workdir), task, state)
+  check_values(config)
+  lock = WorkdirLock(workdir)
+  if jax.process_index() == 0:  # One lock per run, however many processes train it.
+    lock.acquire()
+  run = None
   try:
+    task = make_task(config.data, config.seed)
+    state = create_state(config, task, mesh=make_mesh(config))
+    run = Run(config, Workdir(workdir), task, state, lock)
     run.check_step()
     run.check_best_metric()
-    resuming = run.checkpoints.latest_step() is not None
-    run.changes = run.workdir.check_config(config.to_dict(), resuming, accept_config_changes)
+    read_metrics(run.workdir / METRICS_FILE)  # A damaged log is found before any write.
+    run.check_config(accept_config_changes)
     run.restore()
   except BaseException:
-    run.close()  # Open checkpoint managers would complain at exit.
+    if run is not None:
+      run.close(failed=True)  # Open checkpoint managers would complain at exit.
+    else:
+      lock.release(failed=True)
     raise
   return run
 
@@ -124,18 +141,24 @@ def train(config: Any, workdir: str | pathlib.Path, *,
 class Run:
   """One prepared run: its task, state, checkpoints and the state carried between segments."""
 
-  def __init__(self, config: Any, workdir: Workdir, task: Task, state: TrainState):
+  def __init__(self, config: Any, workdir: Workdir, task: Task, state: TrainState,
+               lock: WorkdirLock | None = None):
     self.config, self.workdir, self.task, self.state = config, workdir, task, state
+    self.lock = lock
     tc = config.train
     self.train_step = make_train_step(state, task, tc.grad_accum_steps)
     self.eval_step = make_eval_step(state, task)
     self.selection = Selection(tc.best_metric, tc.best_metric in task.higher_is_better,
                                tc.early_stopping_patience)
+    self.guard = StepGuard(tc.get("skip_nonfinite_steps", 0))
     self.checkpoints = Checkpoints(workdir / CHECKPOINT_DIR, keep=tc.keep_checkpoints)
-    self.best = Checkpoints(workdir / BEST_DIR, keep=1)
+    self.best = BestCheckpoint(workdir / BEST_DIR, self.selection)
     self.model_state = (initial_model_state(state, task.batch_size) if task.carries_state
                         else None)
     self.start, self.changes = 0, {}
+    # The config as JSON holds it (config.json, and every checkpoint's metadata).
+    self.config_json = json.loads(json.dumps(config.to_dict(), default=str))
+    self.config_note = ""
     # Every process trains and saves checkpoints; process 0 alone writes the other outputs.
     self.main_process = jax.process_index() == 0
 
@@ -168,8 +191,15 @@ class Run:
       tree["model_state"] = jax.tree.leaves(self.model_state)
     return tree
 
+  def check_config(self, accept_changes: bool) -> None:
+    """Compares the config with the one the run was trained with (`Workdir.check_resume`)."""
+    step = self.checkpoints.latest_step()
+    trained = None if step is None else (self.checkpoints.meta(step) or {}).get("config")
+    self.changes, self.config_note = self.workdir.check_resume(
+        self.config_json, step, trained, accept_changes)
+
   def restore(self) -> None:
-    """Loads the latest checkpoint, if any, and checks the best one."""
+    """Loads the latest checkpoint, if any; refuses a step budget below the steps done."""
     step = self.checkpoints.latest_step()
     if step is None:
       return
@@ -181,6 +211,12 @@ class Run:
         raise
       raise CheckpointError(f"{e}\nSettings changed since the checkpoint was written:\n"
                             f"{workdir_lib.describe_changes(changed)}") from None
+    num_steps = self.config.train.num_steps
+    if meta["step"] > num_steps:
+      raise ValueError(
+          f"train.num_steps={num_steps} is below the {meta['step']} steps this run has done "
+          f"(checkpoint {self.checkpoints.directory / str(step)}); a run cannot be shortened. "
+          f"Give --config.train.num_steps={meta['step']} or more, or use a new --workdir.")
     self.state.params, self.state.opt_state = tree["params"], tree["opt_state"]
     if self.task.carries_state:
       self.model_state = jax.tree.unflatten(jax.tree.structure(self.model_state),
@@ -188,39 +224,37 @@ class Run:
     self.start = meta["step"]
     self.selection.restore(meta)
 
-  def _check_best(self) -> None:
-    """A damaged `best/` checkpoint is moved aside (and reported), so the next evaluation
-    saves a new one instead of keeping it."""
-    step = self.best.latest_step()
-    if step is None:
-      return
-    try:
-      self.best.restore(step, self.state.checkpoint_tree())
-    except CheckpointError as e:
-      self.best.close()
-      aside = self.workdir / f"{BEST_DIR}.damaged.{int(time.time())}"
-      shutil.move(str(self.best.directory), aside)
-      self.best = Checkpoints(self.workdir / BEST_DIR, keep=1)
-      self.selection.forget_best()
-      print(f"The best checkpoint could not be read; moved it to {aside}. The next evaluation "
-            f"saves a new one. ({str(e).splitlines()[0]})")
+  def _score(self, tree: dict[str, Any]) -> dict[str, float]:
+    """The evaluation of a checkpoint tree's parameters."""
+    return evaluate(self.eval_step, dataclasses.replace(self.state, params=tree["params"]),
+                    self.task)
 
   def save(self, step: int) -> None:
-    self.checkpoints.save(step, self.tree(), {"step": step, **self.selection.meta()})
+    self.checkpoints.save(step, self.tree(), {"step": step, **self.selection.meta(),
+                                              "config": self.config_json})
 
-  def close(self) -> None:
+  def close(self, failed: bool = False) -> None:
+    """Closes the checkpoints and releases the lock (see `WorkdirLock.release`)."""
     self.checkpoints.close()
     self.best.close()
+    if self.lock is not None:
+      self.lock.release(failed=failed)
 
   def train(self) -> dict[str, Any]:
     """Trains from the restored step to `train.stop_at_step` (or the end, or until the
-    patience runs out), then evaluates."""
+    patience runs out), then evaluates.
+
+    Raises:
+      Diverged: a training step was not finite (`minrnn.training.divergence`).
+    """
     if self.main_process:
-      self.workdir.record_config(self.config.to_dict(), self.changes, self.start)
+      if self.config_note:
+        print(self.config_note)
+      self.workdir.record_config(self.config_json, self.changes, self.start)
       if self.task.vocab is not None:
         (self.workdir / workdir_lib.VOCAB_FILE).write_text(json.dumps(self.task.vocab.to_json()))
     if self.start:
-      self._check_best()
+      self.best.check(self.state.checkpoint_tree(), self.checkpoints, self.tree(), self._score)
       print(f"Resuming from step {self.start} ({self.checkpoints.directory}).")
     tc = self.config.train
     stop = tc.num_steps if tc.stop_at_step is None else min(tc.stop_at_step, tc.num_steps)
@@ -239,16 +273,30 @@ class Run:
         writer.close()
       self.close()
 
+  def _check_step(self, done: int, metrics: dict[str, Any], writer: MetricsWriter | None
+                  ) -> None:
+    """Reads whether step `done` was finite; logs it and stops or skips if not."""
+    values = self.guard.check(done, metrics)
+    if values is None:
+      return
+    if writer:
+      writer.write(done, "train", {**values, "skipped": 1.0})
+    self.guard.stop_or_skip(done, values, self.checkpoints.latest_step())
+
   def _loop(self, stop: int, writer: MetricsWriter | None, preemption: Preemption):
     """The steps; returns the step reached and `(step, metrics)` of the last evaluation (None
-    if none ran)."""
+    if none ran).
+
+    Each step's `finite` flag is read while the next step runs, so at most one step is in
+    flight beyond the one being checked: a signal is acted on after the next step, and no step
+    past a non-finite one reaches a checkpoint, an evaluation or the log."""
     tc, state, task = self.config.train, self.state, self.task
     dropout_root = jax.random.key(self.config.seed)
     progress = tqdm(total=tc.num_steps, initial=self.start,
                     disable=not (tc.progress_bar and self.main_process), unit="step",
                     dynamic_ncols=True)
     tokens_since, time_since, last_eval = 0, time.perf_counter(), None
-    done = max(self.start, stop)
+    done, pending = max(self.start, stop), None
     try:
       for step in range(self.start, stop):
         batch = task.train_batch(step)
@@ -258,10 +306,21 @@ class Run:
             state.params, state.opt_state, batch, jax.random.fold_in(dropout_root, step),
             self.model_state)
         done = step + 1
+        if pending is not None:
+          self._check_step(*pending, writer)
+        pending = (done, metrics)
         tokens_since += batch["weights"].size
         progress.update(1)
-        if done % tc.log_every == 0 or done == stop or preemption.requested:
-          metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        preempted = preemption.requested
+        log = done % tc.log_every == 0 or done == stop or preempted
+        evaluating = done % tc.eval_every == 0 or done == tc.num_steps
+        checkpoint = done % tc.checkpoint_every == 0 or done == stop or preempted
+        if not (log or evaluating or checkpoint):
+          continue
+        self._check_step(*pending, writer)
+        pending = None
+        if log and self.guard.skipped_step != done:
+          metrics = {k: float(v) for k, v in jax.device_get(metrics).items() if k != FINITE}
           now = time.perf_counter()
           metrics["tokens_per_sec"] = tokens_since / (now - time_since)
           metrics["learning_rate"] = float(state.schedule(step))
@@ -270,14 +329,13 @@ class Run:
             writer.write(done, "train", metrics)
           progress.set_postfix(loss=f"{metrics['loss']:.4f}",
                                tok_s=f"{metrics['tokens_per_sec']:.3g}")
-        if done % tc.eval_every == 0 or done == tc.num_steps:
+        if evaluating:
           last_eval = (done, self._evaluate(done, writer))
           time_since = time.perf_counter()  # Time spent evaluating is not throughput.
         stopping = self.selection.stopped
-        if (done % tc.checkpoint_every == 0 or done == stop or preemption.requested
-            or stopping):
+        if checkpoint or stopping:
           self.save(done)
-        if preemption.requested:
+        if preempted:
           raise Preempted(preemption.signum, done, str(self.checkpoints.directory))
         if stopping:
           print(f"Stopping early at step {done}: {self.selection.evals_since_best} "
@@ -291,26 +349,12 @@ class Run:
     metrics = evaluate(self.eval_step, self.state, self.task)
     if writer:
       writer.write(done, "eval", metrics)
-    if self.selection.update(metrics):
-      self.best.save(done, self.state.checkpoint_tree(),
-                     {"step": done, "metric": self.selection.metric, "eval": metrics})
+    nonfinite = strict_json(metrics).get("nonfinite")
+    if nonfinite and self.main_process:
+      print(f"The evaluation at step {done} is not finite ({nonfinite}); it is logged and is "
+            "never the best.")
+    self.best.update(done, self.state.checkpoint_tree(), metrics)
     return metrics
-
-  def _best(self, final_step: int, final_splits: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The best evaluation and, for tasks with more splits, those splits scored with the best
-    checkpoint's parameters (None before any evaluation)."""
-    step = self.best.latest_step()
-    if step is None:
-      return None
-    tree, meta = self.best.restore(step, self.state.checkpoint_tree())
-    metric = self.selection.metric
-    best = {"metric": metric, "value": meta["eval"][metric], "step": step, "eval": meta["eval"]}
-    if final_splits is not None:
-      at_best = dataclasses.replace(self.state, params=tree["params"])
-      best["splits"] = (final_splits if step == final_step else
-                        {split: evaluate(self.eval_step, at_best, self.task, split)
-                         for split in self.task.eval_splits[1:]})
-    return best
 
   def _finish(self, final_step: int, last_eval) -> dict[str, Any]:
     run_eval = lambda split=None: evaluate(self.eval_step, self.state, self.task, split)
@@ -328,37 +372,23 @@ class Run:
     }
     if len(self.task.eval_splits) > 1:
       result["splits"] = {split: run_eval(split) for split in self.task.eval_splits[1:]}
-    result["best"] = self._best(final_step, result.get("splits"))
+    score_splits = lambda tree: {
+        split: evaluate(self.eval_step, dataclasses.replace(self.state, params=tree["params"]),
+                        self.task, split) for split in self.task.eval_splits[1:]}
+    result["best"] = self.best.entry(self.state.checkpoint_tree(), final_step,
+                                     result.get("splits"), score_splits)
     if self.task.describe():
       result["data"] = self.task.describe()  # Which source and split the numbers are of.
     final = self.task.final_evaluation(self.state.model())
     if final is not None:
       result["final_evaluation"] = final
     if self.main_process:
-      (self.workdir / FINAL_EVAL_FILE).write_text(json.dumps(result, indent=2))
+      path = self.workdir / FINAL_EVAL_FILE
+      lost = self.best.lost_entries(path)
+      if lost:
+        result["lost_best"] = lost  # Recorded results are never erased.
+      path.write_text(json.dumps(strict_json(result), indent=2, allow_nan=False))
       plot_run(read_metrics(self.workdir / METRICS_FILE), self.task.headline,
                self.workdir / workdir_lib.LOSS_CURVE_FILE,
                title=f"{self.task.name} / {self.config.model.cell}")
     return result
-
-
-def summary(result: dict[str, Any], workdir: pathlib.Path) -> str:
-  """The lines the command line prints at the end of a run."""
-  state = ("stopped early: no better evaluation within the patience"
-           if result.get("stopped_early") else
-           "finished" if result["completed"] else "stopped before the end (resume by running "
-           "again)")
-  metrics = ", ".join(f"{k} {v:.4g}" for k, v in result["eval"].items())
-  final = result.get("final_evaluation") or {}
-  score = (f" Normalised score {final['normalized_score']:.1f}."
-           if "normalized_score" in final else "")
-  splits = "".join(f"; {name}: " + ", ".join(f"{k} {v:.4g}" for k, v in m.items())
-                   for name, m in result.get("splits", {}).items())
-  best = result.get("best")
-  if best:
-    at_best = "".join(f"; {name} there: " + ", ".join(f"{k} {v:.4g}" for k, v in m.items())
-                      for name, m in best.get("splits", {}).items())
-    score += f"\nBest eval {best['metric']} {best['value']:.4g} at step {best['step']}{at_best}."
-  return (f"Step {result['step']} ({state}): eval {metrics}{splits}.{score}\n"
-          f"Outputs in {workdir.resolve()}: config.json, {METRICS_FILE}, tensorboard/, "
-          f"{CHECKPOINT_DIR}/, {BEST_DIR}/, {FINAL_EVAL_FILE}, {workdir_lib.LOSS_CURVE_FILE}.")

@@ -39,10 +39,12 @@ class Selection:
                        f"evaluations >= 1, got {self.patience!r}.")
 
   def update(self, metrics: Mapping[str, float]) -> bool:
-    """Records one evaluation; True when it is strictly better than every earlier one (a NaN
-    never is)."""
+    """Records one evaluation; True when it is strictly better than every earlier one. An
+    evaluation with any non-finite metric never is (a diverged model's accuracy of 0 is no
+    best, whatever `metric` is)."""
     value = float(metrics[self.metric])
-    better = not math.isnan(value) and (
+    finite = all(v is not None and math.isfinite(float(v)) for v in metrics.values())
+    better = finite and (
         self.value is None
         or (value > self.value if self.higher_is_better else value < self.value))
     if better:
@@ -56,9 +58,10 @@ class Selection:
     """Whether the patience has run out."""
     return self.patience is not None and self.evals_since_best >= self.patience
 
-  def forget_best(self) -> None:
-    """After the best checkpoint was lost: the next evaluation becomes the best."""
-    self.value = None
+  def forget_best(self, value: float | None = None) -> None:
+    """After the best checkpoint was lost: `value` (that of the checkpoint that replaces it, or
+    None: the next evaluation becomes the best) is the one to beat."""
+    self.value = value
 
   def meta(self) -> dict[str, Any]:
     """What a checkpoint saves of it."""

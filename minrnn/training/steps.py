@@ -112,6 +112,17 @@ def _jit(step, shardings: distributed.TrainShardings | None, layout, *, batch_ar
   return _Step(jitted, shardings.put_batch, batch_arg)
 
 
+# The training step's metric that says whether the step was applied (see `make_train_step`).
+FINITE = "finite"
+
+
+def _all_finite(tree: Any) -> jax.Array:
+  """Whether every floating-point leaf of `tree` is finite (True for a tree without any)."""
+  flags = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+           if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)]
+  return jnp.all(jnp.stack(flags)) if flags else jnp.array(True)
+
+
 def _mean(sums: dict[str, jax.Array]) -> jax.Array:
   """The training loss of `Task.loss`'s sums: float32 `loss / max(weight, 1)`."""
   return sums["loss"] / jnp.maximum(sums["weight"], 1.0)
@@ -140,7 +151,10 @@ def _whole_batch(tree: Any) -> Any:
 
 def make_train_step(state: TrainState, task: Task, grad_accum_steps: int = 1):
   """A jitted `(params, opt_state, batch, dropout_key, model_state) -> (params, opt_state,
-  metrics, model_state)` of `task.loss`.
+  metrics, model_state)` of `task.loss`. `metrics` holds the float32 `loss` and `grad_norm`
+  and the bool `finite` (`FINITE`): False when the loss, the gradient norm or the updated
+  parameters, optimizer state or model state are not all finite; such a step returns its
+  inputs unchanged.
 
   `model_state` is the model's state after the previous segment for tasks that carry it (one
   segment of truncated backpropagation through time; the returned state has its gradient
@@ -195,9 +209,18 @@ def make_train_step(state: TrainState, task: Task, grad_accum_steps: int = 1):
 
   def train_step(params, opt_state, batch, dropout_key, model_state):
     (loss, (_, new_state)), grads = compute(params, batch, dropout_key, model_state)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    params = optax.apply_updates(params, updates)
-    metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
+    grad_norm = optax.tree.norm(grads)
+    updates, new_opt_state = tx.update(grads, opt_state, params)
+    new_params = optax.apply_updates(params, updates)
+    # A step whose loss, gradient or result is not finite changes nothing (the loop stops or
+    # skips it), so the state in memory, and every checkpoint of it, stays finite.
+    finite = (jnp.isfinite(loss) & jnp.isfinite(grad_norm) & _all_finite(new_params)
+              & _all_finite(new_opt_state) & _all_finite(new_state))
+    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+    params, opt_state = keep(new_params, params), keep(new_opt_state, opt_state)
+    if model_state is not None:
+      new_state = keep(new_state, model_state)
+    metrics = {"loss": loss, "grad_norm": grad_norm, FINITE: finite}
     return params, opt_state, metrics, jax.lax.stop_gradient(new_state)
 
   # The batch keeps the layout `put_batch` gives it (None): one sharding for every array would

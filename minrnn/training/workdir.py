@@ -5,12 +5,16 @@
     vocab.json             the task's vocabulary (text tasks), so sampling needs only the run
     metrics.jsonl, tensorboard/, checkpoints/, best/, final_eval.json, loss_curve.png
     final_test.json        the final test pass of the best checkpoint (`minrnn.training.final_test`)
+    run.lock               held while a process trains here (`minrnn.training.lock`)
 
-Running again in a workdir with checkpoints resumes it. The config may then change only in
-settings that are safe to extend a run with (`SAFE_CHANGES`: the step budget and the early
-stopping patience, logging, evaluation and checkpoint frequency, where the data lives, the device
-mesh; and the sections of `SAFE_SECTIONS`, which no training step reads); any other change is
-refused with the list of changed keys, unless the caller accepts it explicitly. Gradient
+Running again in a workdir with checkpoints resumes it. Every checkpoint holds the config it was
+trained with (`config` in its metadata), and a resume compares against that one, whatever
+`config.json` says; a missing or damaged `config.json` is rewritten from it. The config may then
+change only in settings that are safe to extend a run with (`SAFE_CHANGES`: the step budget and
+the early stopping patience, logging, evaluation and checkpoint frequency, where the data lives,
+the device mesh, what to do with a non-finite step; and the sections of `SAFE_SECTIONS`, which
+no training step reads); any other change is refused with the list of changed keys, unless
+the caller accepts it explicitly. Gradient
 accumulation is not safe to change: the micro-batches draw other dropout masks and round
 differently, so the resumed run would not be the run it extends. An accepted change is appended to
 `config_history.jsonl`, so no earlier setting is lost. A key added to the configs after a run was
@@ -60,6 +64,8 @@ SAFE_CHANGES = types.MappingProxyType({
     "mesh.data": _MESH,
     "mesh.sequence": _MESH,
     "mesh.model": _MESH,
+    "train.skip_nonfinite_steps": ("what to do with a non-finite step: a run of finite steps "
+                                   "computes the same either way"),
 })
 # Config sections that only say how to score a finished run, with the reason.
 SAFE_SECTIONS = types.MappingProxyType({
@@ -131,15 +137,28 @@ class Workdir:
     return self.path / name
 
   def saved_config(self) -> dict[str, Any] | None:
-    """The config the run was last trained with, or None."""
+    """The config the run was last trained with, from `config.json`, or None if there is none.
+
+    Raises:
+      ValueError: `config.json` is not JSON (the message names it).
+    """
     path = self / CONFIG_FILE
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+      return None
+    try:
+      return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+      raise ValueError(f"{path} is damaged: it is not JSON ({e}). It holds the config the run "
+                       "was trained with; restore it from a copy, or resume the run (its "
+                       "checkpoint holds the config too and rewrites it).") from None
 
   def check_config(self, config: Mapping[str, Any], resuming: bool,
-                   accept_changes: bool = False) -> dict[str, tuple]:
-    """The changes from the saved config; raises `ConfigChangedError` when resuming with an
-    unsafe change that was not accepted. Writes nothing."""
-    saved = self.saved_config()
+                   accept_changes: bool = False,
+                   saved: Mapping[str, Any] | None = None) -> dict[str, tuple]:
+    """The changes from `saved` (default: `config.json`), the config the run was trained with;
+    raises `ConfigChangedError` when resuming with an unsafe change that was not accepted.
+    Writes nothing."""
+    saved = self.saved_config() if saved is None else saved
     if saved is None:
       return {}
     changes = config_changes(saved, config)
@@ -154,6 +173,32 @@ class Workdir:
           "to continue this run with the new ones (the change is recorded in "
           f"{CONFIG_HISTORY_FILE}).")
     return changes
+
+  def check_resume(self, config: Mapping[str, Any], step: int | None,
+                   trained: Mapping[str, Any] | None, accept_changes: bool = False
+                   ) -> tuple[dict[str, tuple], str]:
+    """`check_config` against the config the run was trained with: `trained`, the one its
+    latest checkpoint (of `step`; None: no checkpoint) holds, whatever `config.json` says; else
+    (checkpoints from before they held it) `config.json`'s. Returns the changes and a note when
+    `config.json` is missing, damaged or differs from `trained` (`record_config` rewrites it).
+    With no checkpoint, a damaged `config.json` is no error: nothing was trained with it."""
+    note = ""
+    if trained is not None:
+      try:
+        on_disk = self.saved_config()
+      except ValueError:
+        on_disk = "damaged"
+      if on_disk != trained:
+        what = ("missing" if on_disk is None else "damaged" if on_disk == "damaged" else
+                "not the config the checkpoint was trained with")
+        note = (f"{self / CONFIG_FILE} was {what}; the run is compared with the config its "
+                f"checkpoint of step {step} holds, and the file is written again.")
+    elif step is None:
+      try:
+        self.saved_config()
+      except ValueError:
+        return {}, f"{self / CONFIG_FILE} was damaged; it is replaced."
+    return self.check_config(config, step is not None, accept_changes, saved=trained), note
 
   def record_config(self, config: Mapping[str, Any], changes: Mapping[str, tuple],
                     step: int) -> None:
